@@ -1,0 +1,269 @@
+"""The `fkd` command: five thin commands that parse, call the core, and render."""
+
+from __future__ import annotations
+
+import functools
+import json
+from enum import Enum
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+
+from .errors import FkdError
+
+app = typer.Typer(
+    help="Facial keypoint detection: download the data, train, evaluate, predict 68 landmarks, export.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+
+class Device(str, Enum):
+    auto = "auto"
+    cpu = "cpu"
+    cuda = "cuda"
+    mps = "mps"
+
+
+class EvalSplit(str, Enum):
+    test = "test"
+    val = "val"
+    training = "training"
+
+
+class BoxSource(str, Enum):
+    detector = "detector"
+    gt = "gt"
+
+
+class DetectorName(str, Enum):
+    haar = "haar"
+    none = "none"
+
+
+class ExportFormat(str, Enum):
+    onnx = "onnx"
+    torchscript = "torchscript"
+    all = "all"
+
+
+def user_errors(fn):
+    """Expected failures end in one line on stderr and exit code 1, never a traceback."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        from .render import err_console
+
+        try:
+            return fn(*args, **kwargs)
+        except FkdError as exc:
+            err_console.print(f"[red]error:[/] {exc}", highlight=False, soft_wrap=True)
+            raise typer.Exit(1) from None
+        except KeyboardInterrupt:
+            err_console.print("[red]interrupted[/]")
+            raise typer.Exit(130) from None
+
+    return wrapper
+
+
+def _write_text_atomic(path: Path, text: str) -> None:
+    from .checkpoint import atomic_write
+
+    if not path.parent.is_dir():
+        raise FkdError(f"{path}: folder {path.parent} does not exist")
+    atomic_write(path, lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))
+
+
+@app.command("download-data")
+@user_errors
+def download_data(
+    dest: Path = typer.Option(Path("data"), "--dest", help="Folder to create (the default that train and evaluate read)."),
+    url: Optional[str] = typer.Option(None, "--url", help="Archive URL (http, https or file://); default: the official archive."),
+    sha256: Optional[str] = typer.Option(None, "--sha256", help="Expected SHA-256 of the archive; a mismatch is an error."),
+    source: Optional[Path] = typer.Option(None, "--from", help="A local zip, or an already-extracted folder, instead of downloading."),
+    force: bool = typer.Option(False, "--force", help="Download and extract again even if DEST is complete."),
+):
+    """Download the Udacity facial keypoints data, verify it, and extract it safely into DEST."""
+    from .download import DEFAULT_URL, fetch_dataset
+    from .render import console, make_progress
+    from rich.table import Table
+
+    with make_progress() as progress:
+        task = progress.add_task("download", total=None, status="")
+
+        def on_bytes(done: int, total: int | None, note: str = "") -> None:
+            progress.update(task, completed=done, total=total, status=note)
+
+        result = fetch_dataset(dest, url=url or DEFAULT_URL, sha256=sha256, source=source, force=force, progress=on_bytes)
+    if result.already_complete:
+        console.print(f"{dest} is already complete and verified; nothing downloaded (use --force to fetch again)")
+    table = Table(title=f"{dest}")
+    table.add_column("split")
+    table.add_column("images", justify="right")
+    table.add_column("CSV rows", justify="right")
+    for split, counts in result.manifest["splits"].items():
+        table.add_row(split, str(counts["images"]), str(counts["rows"]))
+    console.print(table)
+
+
+@app.command()
+@user_errors
+def train(
+    config: str = typer.Option(..., "--config", "-c", help="YAML config: a path, or a bundled name (first, final, fkd-best)."),
+    data_dir: Path = typer.Option(Path("data"), "--data-dir", help="Folder in the official layout (see `fkd download-data`)."),
+    out: Optional[Path] = typer.Option(None, "--out", help="Run folder; default runs/<config name> (never overwritten: runs/<name>2...)."),
+    overrides: List[str] = typer.Option([], "--set", help="Override a config key: --set epochs=5 (repeatable)."),
+    resume: Optional[Path] = typer.Option(None, "--resume", help="Continue a run from its last.pth."),
+    device: Device = typer.Option(Device.auto, "--device", help="auto = CUDA, then MPS, then CPU."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar or table."),
+):
+    """Train a keypoint model; the run folder gets model.pth, last.pth, config.yaml, metrics.csv and loss.png."""
+    from .config import resolve_config
+    from .engine import train as run_training
+    from .render import RichTrainReporter, console
+
+    cfg = resolve_config(config, overrides)
+    import os
+
+    reporter = RichTrainReporter(show=not quiet and int(os.environ.get("RANK", "0")) == 0)
+    try:
+        result = run_training(cfg, data_dir, out, resume, device.value, reporter)
+    finally:
+        reporter.close()
+    if reporter.show and result.history:
+        best = result.best
+        console.print(
+            f"best val NME {100 * best['nme']:.2f}% at epoch {best['epoch']}: "
+            f"[bold]{result.run_dir / 'model.pth'}[/]"
+        )
+    if result.stopped_early:
+        raise typer.Exit(130)
+
+
+@app.command()
+@user_errors
+def evaluate(
+    model: Optional[Path] = typer.Option(None, "--model", "-m", help="A .pth checkpoint, .onnx or TorchScript .pt; default: the bundled model."),
+    data_dir: Path = typer.Option(Path("data"), "--data-dir", help="Folder in the official layout."),
+    split: EvalSplit = typer.Option(EvalSplit.test, "--split", help="test/, the training run's val split, or all of training/."),
+    json_out: Optional[Path] = typer.Option(None, "--json", help="Write the metrics as JSON here."),
+    plot: Optional[Path] = typer.Option(None, "--plot", help="Write the cumulative error curve (PNG) here."),
+    boxes: BoxSource = typer.Option(BoxSource.detector, "--boxes", help="detector: what `fkd predict` does; gt: oracle boxes from the landmarks."),
+    flip_tta: Optional[bool] = typer.Option(None, "--flip-tta/--no-flip-tta", help="Average with the mirrored crop (default: as the model was trained)."),
+    device: Device = typer.Option(Device.auto, "--device"),
+):
+    """Measure a model with the field's metrics (NME, FR@8/10%, AUC@10%, per-region NME)."""
+    from .data import ImageCache, load_split
+    from .engine import evaluate as run_evaluation
+    from .inference import load_predictor
+    from .render import console, make_progress, metrics_table
+
+    predictor = load_predictor(model, device=device.value)
+    if flip_tta is not None:
+        if flip_tta and predictor.pp.flip_permutation is None:
+            raise FkdError("--flip-tta: this model has no flip permutation (its keypoints have no left/right pairs)")
+        predictor.pp.flip_tta = flip_tta
+    cfg = predictor.info.get("config", {})
+    data = load_split(data_dir, split.value, cfg.get("val_fraction", 0.1), cfg.get("seed", 0))
+    if data.num_keypoints != predictor.num_keypoints:
+        raise FkdError(f"{data_dir}: {data.num_keypoints} keypoints per row, but the model predicts {predictor.num_keypoints}")
+    images = ImageCache(data.paths)
+    with make_progress(transient=True) as progress:
+        task = progress.add_task("evaluate", total=len(images), status="")
+        result = run_evaluation(predictor, images, data.keypoints, boxes.value,
+                                progress=lambda done, total: progress.update(task, completed=done))
+    report = {
+        **result.metrics,
+        "images": result.count,
+        "model": predictor.source,
+        "backend": getattr(predictor.backend, "name", "pytorch"),
+        "split": split.value,
+        "data_dir": str(data_dir),
+        "boxes": boxes.value,
+        "detector": predictor.detector.name if boxes.value == "detector" else None,
+        "flip_tta": predictor.pp.flip_tta,
+    }
+    console.print(metrics_table(report, f"{predictor.source} on {data_dir}/{split.value} ({boxes.value} boxes)"))
+    if json_out:
+        _write_text_atomic(json_out, json.dumps(report, indent=2))
+    if plot:
+        from .render import plot_ced
+
+        if not plot.parent.is_dir():
+            raise FkdError(f"{plot}: folder {plot.parent} does not exist")
+        plot_ced(result.nme, plot, Path(predictor.source).name)
+
+
+@app.command()
+@user_errors
+def predict(
+    inputs: List[str] = typer.Argument(..., help="Image files, folders or glob patterns."),
+    model: Optional[Path] = typer.Option(None, "--model", "-m", help="A .pth checkpoint, .onnx or TorchScript .pt; default: the bundled model."),
+    out: Optional[Path] = typer.Option(None, "--out", help="Folder for annotated images; default runs/predict (never overwritten)."),
+    detector: Optional[DetectorName] = typer.Option(None, "--detector", help="haar (default), or none: each image is one face crop."),
+    json_out: Optional[Path] = typer.Option(None, "--json", help="Write all results as JSON here."),
+    csv_out: Optional[Path] = typer.Option(None, "--csv", help="Write one row per face as CSV here."),
+    no_draw: bool = typer.Option(False, "--no-draw", help="Do not write annotated images."),
+    recursive: bool = typer.Option(False, "--recursive", "-r", help="Descend into sub-folders of folder inputs."),
+    batch_size: int = typer.Option(32, "--batch-size", min=1, help="Faces per model call."),
+    device: Device = typer.Option(Device.auto, "--device"),
+):
+    """Find faces and put keypoints on them; coordinates are in the upright original image's pixels."""
+    from .predict import collect_inputs, predict_files, write_csv
+    from .render import console, err_console, make_progress, predict_table
+
+    paths = collect_inputs(inputs, recursive)
+    from .inference import load_predictor
+
+    predictor = load_predictor(model, detector=detector.value if detector else None, device=device.value)
+    predictor.batch_size = batch_size
+    from .engine import unique_run_dir
+
+    out_dir = None if no_draw else unique_run_dir(out or Path("runs/predict"))
+    for target in (json_out, csv_out):
+        if target is not None and not target.parent.is_dir():
+            raise FkdError(f"{target}: folder {target.parent} does not exist")
+    with make_progress(transient=True) as progress:
+        task = progress.add_task("predict", total=len(paths), status="")
+        report = predict_files(predictor, paths, out_dir, progress=lambda done: progress.update(task, completed=done))
+    console.print(predict_table(report))
+    if json_out:
+        _write_text_atomic(json_out, json.dumps(report, indent=1))
+    if csv_out:
+        write_csv(report, csv_out)
+    failed = [item for item in report["images"] if item["error"]]
+    if out_dir is not None:
+        console.print(f"annotated images: [bold]{out_dir}[/]")
+    if failed:
+        err_console.print(f"[red]{len(failed)} of {len(paths)} inputs failed[/]")
+        raise typer.Exit(1)
+
+
+@app.command()
+@user_errors
+def export(
+    model: Optional[Path] = typer.Option(None, "--model", "-m", help="A .pth checkpoint; default: the bundled model."),
+    fmt: ExportFormat = typer.Option(ExportFormat.onnx, "--format", "-f", help="onnx, torchscript or all."),
+    out: Optional[Path] = typer.Option(None, "--out", help="Output file (or stem, with --format all); default: beside the model, or here for the bundled one."),
+    opset: int = typer.Option(17, "--opset", min=11, help="ONNX opset."),
+    check: bool = typer.Option(True, "--check/--no-check", help="Compare the exported model with PyTorch; over 1e-3 px is an error."),
+):
+    """Export a model to ONNX and/or TorchScript with its preprocessing contract embedded."""
+    from .export import export_model
+    from .render import console, parity_table
+
+    results = export_model(model, fmt.value, out, opset, check)
+    for result in results:
+        if result.parity:
+            console.print(parity_table(result))
+        console.print(f"wrote [bold]{result.path}[/]" + (" (checked)" if result.parity else " (not checked)"))
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

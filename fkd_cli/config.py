@@ -1,0 +1,229 @@
+"""Run configuration: typed defaults < YAML file < `--set key=value`, resolved in one place."""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import types
+import typing
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from .errors import FkdError
+
+
+@dataclass
+class Config:
+    # --- run ---
+    name: str = "custom"  # run name: the default run folder is runs/<name>
+    seed: int = 0  # seeds data order, augmentation and weights: a CPU run is repeatable
+    # --- data ---
+    val_fraction: float = 0.1  # share of training/ held out for validation (by image, seeded)
+    keypoints: int | None = None  # keypoint count; None = read from the CSV
+    flip_permutation: list[int] | None = None  # left/right index swap; None = iBUG-68 when K == 68
+    norm_points: list[int] | None = None  # the two points whose distance normalises NME; None = [36, 45] for 68
+    # --- framing: how a face is cut out before the network sees it (stored in the checkpoint) ---
+    framing: str = "face"  # face: square crop around a face box; frame: whole image (original project)
+    input_size: int = 96  # network input side in pixels
+    channels: int = 3  # 3 = RGB, 1 = grayscale
+    face_margin: float = 1.25  # face framing: crop side = margin x longer side of the landmark box
+    frame_resize: int = 250  # frame framing: shorter side rescaled to this, then a centre/random crop of input_size
+    target_offset: float | None = None  # targets = (crop pixel - offset) / scale; None = input_size / 2
+    target_scale: float | None = None  # None = input_size / 2, so targets span [-1, 1]
+    mean: list[float] = field(default_factory=lambda: [0.5])  # per-channel normalisation (one value = all)
+    std: list[float] = field(default_factory=lambda: [0.25])
+    detector: str = "haar"  # detector whose boxes the model is calibrated against ("none" to skip)
+    refine_steps: int = 1  # re-crops from the predicted landmarks before the final prediction
+    flip_tta: bool = False  # average with the prediction on the mirrored crop
+    # --- augmentation (training only) ---
+    rotation: float = 15.0  # max rotation, degrees
+    scale_jitter: float = 0.1  # crop side multiplied by up to 1 +/- this
+    shift_jitter: float = 0.05  # crop centre moved by up to this share of the crop side
+    flip: bool = True  # random horizontal flip with left/right index swap
+    color_jitter: float = 0.2  # brightness/contrast/saturation strength; 0 = off
+    grayscale_prob: float = 0.0  # chance of turning a training crop grey
+    # --- model ---
+    model: str = "fkdnet"  # architecture name (see fkd_cli.models.MODELS)
+    width: int = 32  # base channel count for our own architectures
+    dropout: float = 0.0  # dropout before the regression head
+    # --- optimisation ---
+    epochs: int = 20
+    batch_size: int = 32
+    optimizer: str = "adamw"  # adam | adamw | sgd
+    lr: float = 2e-3  # peak learning rate
+    weight_decay: float = 1e-4
+    schedule: str = "onecycle"  # constant | cosine | onecycle
+    loss: str = "l1"  # mse | l1 | smooth_l1 | wing
+    grad_clip: float = 0.0  # max gradient norm; 0 = off
+    # --- system ---
+    num_workers: int = 0  # DataLoader worker processes
+    threads: int = 0  # torch CPU threads; 0 = library default
+    bf16: bool = True  # bf16 autocast on CUDA (ignored on CPU)
+    channels_last: bool = True  # channels_last memory format on CUDA (ignored on CPU)
+
+
+CHOICES = {
+    "framing": ("face", "frame"),
+    "optimizer": ("adam", "adamw", "sgd"),
+    "schedule": ("constant", "cosine", "onecycle"),
+    "loss": ("mse", "l1", "smooth_l1", "wing"),
+    "detector": ("haar", "none"),
+    "channels": (1, 3),
+}
+
+FIELDS = {f.name: f for f in dataclasses.fields(Config)}
+
+
+def bundled_config_dir() -> Path:
+    return Path(str(resources.files("fkd_cli") / "configs"))
+
+
+def bundled_config_names() -> list[str]:
+    return sorted(p.name for p in bundled_config_dir().glob("*.yaml"))
+
+
+def find_config_file(name: str | Path) -> Path:
+    """A path that exists wins; otherwise a bundled config of that name (with or without `.yaml`)."""
+    path = Path(name)
+    if path.is_file():
+        return path
+    for candidate in (path.name, f"{path.name}.yaml"):
+        bundled = bundled_config_dir() / candidate
+        if bundled.is_file():
+            return bundled
+    raise FkdError(
+        f"config {name}: no such file, and no bundled config of that name "
+        f"(bundled: {', '.join(bundled_config_names())})"
+    )
+
+
+def _suggest(key: str) -> str:
+    close = difflib.get_close_matches(key, FIELDS, n=1)
+    return f"; did you mean '{close[0]}'?" if close else ""
+
+
+def _coerce(key: str, value: Any, where: str) -> Any:
+    """Check `value` against the field's annotation; ints are accepted where floats are expected."""
+    hint = typing.get_type_hints(Config)[key]
+    origin = typing.get_origin(hint)
+    options = typing.get_args(hint) if origin in (typing.Union, types.UnionType) else (hint,)
+    for option in options:
+        if option is type(None) and value is None:
+            return None
+        base = typing.get_origin(option) or option
+        if base is float and isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        if base is int and isinstance(value, int) and not isinstance(value, bool):
+            return value
+        if base is bool and isinstance(value, bool):
+            return value
+        if base is str and isinstance(value, str):
+            return value
+        if base is list and isinstance(value, list):
+            (item_type,) = typing.get_args(option)
+            ok = all(
+                isinstance(v, item_type) or (item_type is float and isinstance(v, int)) for v in value
+            )
+            if ok and not any(isinstance(v, bool) for v in value):
+                return [item_type(v) for v in value]
+    expected = " or ".join(getattr(o, "__name__", str(o)).replace("NoneType", "null") for o in options)
+    expected = str(hint).replace("NoneType", "null") if "[" in str(hint) else expected
+    raise FkdError(f"{where}: key '{key}' must be {expected}, got {value!r}")
+
+
+def _validate(cfg: Config) -> None:
+    for key, allowed in CHOICES.items():
+        if getattr(cfg, key) not in allowed:
+            raise FkdError(f"config key '{key}' must be one of {', '.join(map(str, allowed))}, got {getattr(cfg, key)!r}")
+    positive = ("input_size", "epochs", "batch_size", "lr", "face_margin", "frame_resize")
+    for key in positive:
+        if getattr(cfg, key) <= 0:
+            raise FkdError(f"config key '{key}' must be > 0, got {getattr(cfg, key)}")
+    if not 0 <= cfg.val_fraction < 1:
+        raise FkdError(f"config key 'val_fraction' must be in [0, 1), got {cfg.val_fraction}")
+    if len(cfg.mean) not in (1, cfg.channels) or len(cfg.std) != len(cfg.mean):
+        raise FkdError("config keys 'mean' and 'std' need one value, or one per channel, each")
+    if cfg.norm_points is not None and len(cfg.norm_points) != 2:
+        raise FkdError("config key 'norm_points' must name exactly two keypoint indices")
+    from .models import MODELS  # late import: models imports torch, config must stay light
+
+    if cfg.model not in MODELS:
+        raise FkdError(f"config key 'model': unknown model '{cfg.model}'; choose one of {', '.join(MODELS)}")
+
+
+def _apply(cfg: Config, updates: dict[str, Any], where: str) -> None:
+    for key, value in updates.items():
+        if key not in FIELDS:
+            raise FkdError(f"{where}: unknown config key '{key}'{_suggest(key)}")
+        setattr(cfg, key, _coerce(key, value, where))
+
+
+def parse_overrides(pairs: list[str]) -> dict[str, Any]:
+    """`key=value` strings; values are read as YAML scalars/lists (safe_load), so `lr=1e-3` is a float."""
+    out = {}
+    for pair in pairs:
+        key, sep, raw = pair.partition("=")
+        if not sep or not key.strip():
+            raise FkdError(f"--set {pair!r}: expected key=value, e.g. --set epochs=5")
+        try:
+            value = yaml.safe_load(raw) if raw.strip() else ""
+        except yaml.YAMLError:
+            value = raw
+        # YAML reads 1e-3 as a string (no dot); accept it as the number a user means
+        if isinstance(value, str):
+            try:
+                value = float(value) if any(c in value for c in ".eE") else value
+            except ValueError:
+                pass
+        out[key.strip()] = value
+    return out
+
+
+def load_yaml(path: Path) -> dict[str, Any]:
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError) as exc:
+        raise FkdError(f"config {path}: cannot read ({exc})") from None
+    except yaml.YAMLError as exc:
+        raise FkdError(f"config {path}: not valid YAML ({str(exc).splitlines()[0]})") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise FkdError(f"config {path}: expected a mapping of key: value at the top level")
+    return data
+
+
+def resolve_config(
+    config: str | Path | None = None, overrides: list[str] | dict[str, Any] | None = None
+) -> Config:
+    """The single place where precedence is settled: defaults < YAML file < overrides."""
+    cfg = Config()
+    if config is not None:
+        path = find_config_file(config)
+        data = load_yaml(path)
+        data.setdefault("name", path.stem)
+        _apply(cfg, data, f"config {path}")
+    if overrides:
+        updates = overrides if isinstance(overrides, dict) else parse_overrides(overrides)
+        _apply(cfg, updates, "--set")
+    _validate(cfg)
+    return cfg
+
+
+def config_from_dict(data: dict[str, Any]) -> Config:
+    """Rebuild a config saved in a checkpoint; keys unknown to this version are ignored."""
+    cfg = Config()
+    _apply(cfg, {k: v for k, v in data.items() if k in FIELDS}, "checkpoint config")
+    return cfg
+
+
+def config_to_dict(cfg: Config) -> dict[str, Any]:
+    return dataclasses.asdict(cfg)
+
+
+def dump_config(cfg: Config, path: Path) -> None:
+    path.write_text(yaml.safe_dump(config_to_dict(cfg), sort_keys=False), encoding="utf-8")

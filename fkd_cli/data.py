@@ -1,0 +1,231 @@
+"""Data: reading images safely, the official archive layout, splits, and the training dataset."""
+
+from __future__ import annotations
+
+import math
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+from PIL import Image, ImageOps
+from torch.utils.data import Dataset
+from torchvision import tv_tensors
+from torchvision.transforms import v2
+from torchvision.transforms.v2 import functional as F
+
+from .config import Config
+from .errors import FkdError
+from .framing import Preprocess, box_from_points, crop, crop_points_to_targets, frame_box, square, to_input
+
+SPLIT_FILES = {"training": "training_frames_keypoints.csv", "test": "test_frames_keypoints.csv"}
+MAX_IMAGE_PIXELS = 100_000_000  # a larger image is treated as a decompression bomb
+
+# ---- images ---------------------------------------------------------------------------------
+
+
+def decode_image(source) -> torch.Tensor:
+    """Any PIL-readable file or PIL image -> upright uint8 RGB tensor (3, H, W).
+
+    Opens by content (the data set's `.jpg` files are PNGs), applies EXIF orientation, and turns
+    grayscale, RGBA, palette, 16-bit and CMYK images into 8-bit RGB.
+    """
+    Image.MAX_IMAGE_PIXELS = MAX_IMAGE_PIXELS
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", Image.DecompressionBombWarning)
+        img = source if isinstance(source, Image.Image) else Image.open(source)
+        img.load()
+    img = ImageOps.exif_transpose(img)
+    if img.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
+        # 16-bit/32-bit grey: rescale to 8 bits instead of clipping at 255
+        arr = np.asarray(img, dtype=np.float64)
+        hi = arr.max() if arr.max() > 255 else 255.0
+        img = Image.fromarray(np.clip(arr / hi * 255.0, 0, 255).astype(np.uint8))
+    if img.mode == "P":
+        img = img.convert("RGBA")
+    if img.mode in ("RGBA", "LA", "PA"):
+        # composite on black, as the data set's frames were annotated on their RGB content
+        background = Image.new("RGBA", img.size, (0, 0, 0, 255))
+        img = Image.alpha_composite(background, img.convert("RGBA"))
+    img = img.convert("RGB")
+    arr = np.asarray(img, dtype=np.uint8).copy()
+    return torch.from_numpy(arr).permute(2, 0, 1).contiguous()
+
+
+def read_image(path: Path) -> torch.Tensor:
+    """`decode_image` with failures turned into one-line errors naming the file."""
+    try:
+        return decode_image(path)
+    except FileNotFoundError:
+        raise FkdError(f"{path}: no such file") from None
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+        raise FkdError(f"{path}: image too large (over {MAX_IMAGE_PIXELS:,} pixels), refused as a decompression bomb") from None
+    except (OSError, ValueError, SyntaxError) as exc:
+        raise FkdError(f"{path}: not a readable image ({exc.__class__.__name__}: {exc})") from None
+
+
+# ---- the official layout ------------------------------------------------------------------------
+
+
+@dataclass
+class Split:
+    """One split of a data folder: image paths and keypoints (N, K, 2) in image pixels."""
+
+    name: str
+    paths: list[Path]
+    keypoints: torch.Tensor
+
+    @property
+    def num_keypoints(self) -> int:
+        return self.keypoints.shape[1]
+
+    def subset(self, indices: list[int], name: str) -> "Split":
+        return Split(name, [self.paths[i] for i in indices], self.keypoints[indices])
+
+
+HINT = "run `fkd download-data` (or pass --data-dir to a folder in the official layout)"
+
+
+def read_csv(csv_path: Path) -> tuple[list[str], torch.Tensor]:
+    """File names and keypoints from a `file,x0,y0,...` CSV; errors name the file and row."""
+    try:
+        frame = pd.read_csv(csv_path)
+    except FileNotFoundError:
+        raise FkdError(f"{csv_path}: missing; {HINT}") from None
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
+        raise FkdError(f"{csv_path}: not a keypoint CSV ({str(exc).splitlines()[0]})") from None
+    values = frame.iloc[:, 1:]
+    if values.shape[1] == 0 or values.shape[1] % 2:
+        raise FkdError(f"{csv_path}: expected a file name then x,y pairs on each row, found {values.shape[1]} numbers")
+    numeric = values.apply(pd.to_numeric, errors="coerce")
+    bad = numeric.isna().any(axis=1)
+    if bad.any():
+        row = int(np.flatnonzero(bad.to_numpy())[0]) + 2  # 1-based, after the header
+        raise FkdError(f"{csv_path}: row {row} has a missing or non-numeric coordinate")
+    names = frame.iloc[:, 0].astype(str).tolist()
+    points = torch.tensor(numeric.to_numpy(dtype=np.float32)).reshape(len(names), -1, 2)
+    return names, points
+
+
+def read_split(data_dir: Path, split: str) -> Split:
+    """`training` or `test` of a folder in the official layout."""
+    data_dir = Path(data_dir)
+    if not data_dir.is_dir():
+        raise FkdError(f"data folder {data_dir}: not found; {HINT}")
+    image_dir = data_dir / split
+    if not image_dir.is_dir():
+        raise FkdError(f"data folder {data_dir}: no '{split}/' image folder; {HINT}")
+    names, points = read_csv(data_dir / SPLIT_FILES[split])
+    paths = []
+    for name in names:
+        path = (image_dir / name).resolve()
+        if image_dir.resolve() not in path.parents:
+            raise FkdError(f"{data_dir / SPLIT_FILES[split]}: file name {name!r} points outside {image_dir}")
+        paths.append(path)
+    missing = [p for p in paths if not p.is_file()]
+    if missing:
+        raise FkdError(f"data folder {data_dir}: {len(missing)} images named in the CSV are missing, e.g. {missing[0].name}; {HINT}")
+    return Split(split, paths, points)
+
+
+def train_val_split(training: Split, val_fraction: float, seed: int) -> tuple[Split, Split]:
+    """Carve a seeded validation split out of `training/`."""
+    n = len(training.paths)
+    order = torch.randperm(n, generator=torch.Generator().manual_seed(seed)).tolist()
+    n_val = int(round(n * val_fraction)) if val_fraction > 0 else 0
+    if n - n_val < 1:
+        raise FkdError(f"training split has only {n} images: too few for val_fraction={val_fraction}")
+    val, train = sorted(order[:n_val]), sorted(order[n_val:])
+    return training.subset(train, "train"), training.subset(val, "val")
+
+
+def load_split(data_dir: Path, split: str, val_fraction: float = 0.1, seed: int = 0) -> Split:
+    """`training`, `test`, or `val`/`train` (the seeded split of training/ that `fkd train` uses)."""
+    if split in ("training", "test"):
+        return read_split(data_dir, split)
+    if split in ("train", "val"):
+        train, val = train_val_split(read_split(data_dir, "training"), val_fraction, seed)
+        return train if split == "train" else val
+    raise FkdError(f"unknown split '{split}': choose training, test, train or val")
+
+
+class ImageCache:
+    """Decoded images kept in memory, so an epoch does not re-decode PNGs."""
+
+    def __init__(self, paths: list[Path]):
+        self.paths = paths
+        self._images: dict[int, torch.Tensor] = {}
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __getitem__(self, index: int) -> torch.Tensor:
+        image = self._images.get(index)
+        if image is None:
+            image = self._images[index] = read_image(self.paths[index])
+        return image
+
+    def load_all(self) -> "ImageCache":
+        for i in range(len(self.paths)):
+            self[i]
+        return self
+
+
+# ---- the training dataset ---------------------------------------------------------------------
+
+
+class KeypointDataset(Dataset):
+    """Crops, augments and normalises one face per image; targets are in the checkpoint's units."""
+
+    def __init__(self, images: ImageCache, keypoints: torch.Tensor, pp: Preprocess, cfg: Config, train: bool):
+        self.images, self.keypoints, self.pp, self.cfg, self.train = images, keypoints, pp, cfg, train
+        photometric = []
+        if train and cfg.color_jitter > 0:
+            s = cfg.color_jitter
+            photometric.append(v2.ColorJitter(brightness=s, contrast=s, saturation=s, hue=min(0.05, s / 4)))
+        if train and cfg.grayscale_prob > 0:
+            photometric.append(v2.RandomGrayscale(p=cfg.grayscale_prob))
+        self.photometric = v2.Compose(photometric) if photometric else None
+        self.rotate = v2.RandomAffine(degrees=cfg.rotation) if train and cfg.rotation > 0 else None
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def _box(self, image: torch.Tensor, points: torch.Tensor) -> tuple[int, int, int]:
+        height, width = image.shape[-2:]
+        if self.pp.framing == "frame":
+            left, top, side = frame_box(width, height, self.pp)
+            if self.train:  # the original RandomCrop: anywhere inside the rescaled image
+                left = int(torch.randint(0, max(1, width - side + 1), ()).item()) if width > side else left
+                top = int(torch.randint(0, max(1, height - side + 1), ()).item()) if height > side else top
+            return left, top, side
+        left, top, side = box_from_points(points, self.pp.face_margin)
+        if not self.train:
+            return left, top, side
+        # detector-like jitter: a detector's box is never exactly the landmark box
+        u = torch.rand(3) * 2 - 1
+        scale = math.exp(float(u[0]) * math.log1p(self.cfg.scale_jitter))
+        cx = left + side / 2 + float(u[1]) * self.cfg.shift_jitter * side
+        cy = top + side / 2 + float(u[2]) * self.cfg.shift_jitter * side
+        return square(cx, cy, side * scale)
+
+    def __getitem__(self, index: int):
+        image, points = self.images[index], self.keypoints[index]
+        box = self._box(image, points)
+        img, kp = crop(image, box, self.pp.input_size, points)
+        if self.rotate is not None:
+            img, kp = self.rotate(img, kp)
+        if self.train and self.cfg.flip and self.pp.flip_permutation is not None and torch.rand(()) < 0.5:
+            img = F.horizontal_flip(img)
+            kp = F.horizontal_flip(kp)[self.pp.flip_permutation]
+        if self.photometric is not None:
+            img = self.photometric(img)
+        x = to_input(img.as_subclass(torch.Tensor)[None], self.pp)[0]
+        target = crop_points_to_targets(kp.as_subclass(torch.Tensor).float(), self.pp).reshape(-1)
+        return x, target
+
+
+def as_keypoints(points: torch.Tensor, image: torch.Tensor) -> tv_tensors.KeyPoints:
+    return tv_tensors.KeyPoints(points, canvas_size=tuple(image.shape[-2:]))

@@ -1,0 +1,218 @@
+"""ONNX and TorchScript export with the preprocessing contract embedded, a parity check, and the
+loaders that let `predict` and `evaluate` run the exported files through the same inference code."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from . import __version__
+from .checkpoint import atomic_write, build_from_checkpoint, load_checkpoint
+from .errors import FkdError
+from .framing import Preprocess, crop, outputs_to_crop_points, to_input
+from .inference import Predictor, TorchBackend, bundled_model_path
+
+PREPROCESS_KEY = "fkd_preprocess"
+META_KEY = "fkd_meta"
+TOLERANCE_PX = 1e-3
+SUFFIXES = {"onnx": ".onnx", "torchscript": ".pt"}
+
+
+def _need_onnx():
+    try:
+        import onnx  # noqa: F401
+        import onnxruntime  # noqa: F401
+    except ImportError as exc:
+        raise FkdError(
+            f"ONNX support needs the '{exc.name}' package: pip install 'fkd[export]' (or pip install onnx onnxruntime)"
+        ) from None
+
+
+class OnnxBackend:
+    name = "onnxruntime"
+
+    def __init__(self, session):
+        self.session = session
+        self.input_name = session.get_inputs()[0].name
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.from_numpy(self.session.run(None, {self.input_name: x.contiguous().numpy()})[0])
+
+
+def _ort_session(source, threads: int = 0):
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    if threads:
+        options.intra_op_num_threads = threads
+        options.inter_op_num_threads = 1
+    return ort.InferenceSession(source, options, providers=["CPUExecutionProvider"])
+
+
+def _contract(preprocess: dict, meta: dict, path: Path) -> tuple[Preprocess, dict]:
+    try:
+        return Preprocess.from_dict(json.loads(preprocess)), json.loads(meta) if meta else {}
+    except (TypeError, ValueError, KeyError) as exc:
+        raise FkdError(f"{path}: its fkd metadata is damaged ({exc})") from None
+
+
+def load_onnx_predictor(path: Path, detector: str | None = None, threads: int = 0) -> Predictor:
+    _need_onnx()
+    if not path.is_file():
+        raise FkdError(f"{path}: no such model file")
+    try:
+        session = _ort_session(str(path), threads)
+    except Exception as exc:  # onnxruntime raises its own exception types for bad files
+        raise FkdError(f"{path}: not a readable ONNX model (corrupt or truncated: {str(exc).splitlines()[0][:120]})") from None
+    props = session.get_modelmeta().custom_metadata_map
+    if PREPROCESS_KEY not in props:
+        raise FkdError(f"{path}: an ONNX model, but not one exported by `fkd export` (no {PREPROCESS_KEY} metadata)")
+    pp, meta = _contract(props[PREPROCESS_KEY], props.get(META_KEY, ""), path)
+    return Predictor(OnnxBackend(session), pp, str(path), detector, meta)
+
+
+def load_torchscript_predictor(path: Path, detector: str | None, device: torch.device) -> Predictor:
+    if not path.is_file():
+        raise FkdError(f"{path}: no such model file")
+    extra = {f"{PREPROCESS_KEY}.json": "", f"{META_KEY}.json": ""}
+    try:
+        module = torch.jit.load(str(path), map_location=device, _extra_files=extra)
+    except Exception as exc:  # torch raises RuntimeError or ValueError on non-TorchScript files
+        raise FkdError(f"{path}: not a readable TorchScript model ({str(exc).splitlines()[0][:120]})") from None
+    if not extra[f"{PREPROCESS_KEY}.json"]:
+        raise FkdError(f"{path}: a TorchScript model, but not one exported by `fkd export` (no preprocessing metadata)")
+    pp, meta = _contract(extra[f"{PREPROCESS_KEY}.json"], extra[f"{META_KEY}.json"], path)
+    return Predictor(TorchBackend(module, device, name="torchscript"), pp, str(path), detector, meta)
+
+
+@dataclass
+class ExportResult:
+    path: Path
+    format: str
+    parity: list[dict] = field(default_factory=list)
+
+
+def check_inputs(pp: Preprocess, seed: int = 0) -> list[tuple[str, torch.Tensor]]:
+    """Inputs for the parity check: random tensors, and crops cut by the real preprocessing path
+    out of images with face-like structure (smooth shading, edges), batch 1 and batch > 1."""
+    g = torch.Generator().manual_seed(seed)
+    size = pp.input_size
+    random = torch.randn(8, pp.channels, size, size, generator=g)
+    yy, xx = torch.meshgrid(torch.linspace(-1, 1, 240), torch.linspace(-1, 1, 320), indexing="ij")
+    images = []
+    for k in range(8):
+        cx, cy = float(torch.rand((), generator=g)) * 0.6 - 0.3, float(torch.rand((), generator=g)) * 0.6 - 0.3
+        face = ((xx - cx) ** 2 / 0.2 + (yy - cy) ** 2 / 0.35 < 1).float()
+        eyes = (((xx - cx).abs() - 0.15) ** 2 + (yy - cy + 0.15) ** 2 < 0.004).float()
+        shade = 0.5 + 0.3 * xx * (k % 3 - 1) + 0.2 * face - 0.4 * eyes
+        noise = 0.03 * torch.randn(3, 240, 320, generator=g)
+        images.append(((shade[None] + noise).clamp(0, 1) * 255).to(torch.uint8).expand(3, -1, -1).contiguous())
+    boxes = [(100 + 5 * k, 60 + 3 * k, 120 + 4 * k) for k in range(8)]
+    crops = torch.stack([crop(img, box, size)[0].as_subclass(torch.Tensor) for img, box in zip(images, boxes)])
+    real = to_input(crops, pp)
+    return [("random", random[:1]), ("random", random), ("image crops", real[:1]), ("image crops", real)]
+
+
+def parity(reference: torch.nn.Module, backend, pp: Preprocess) -> list[dict]:
+    """Max / mean absolute difference in crop keypoint pixels between PyTorch and the export."""
+    rows = []
+    with torch.inference_mode():
+        for name, x in check_inputs(pp):
+            expected = outputs_to_crop_points(reference(x), pp)
+            got = outputs_to_crop_points(backend(x), pp)
+            diff = (expected - got).abs()
+            rows.append({"input": name, "batch": len(x), "max": float(diff.max()), "mean": float(diff.mean())})
+    return rows
+
+
+def _default_out(model_path: Path | None, fmt: str) -> Path:
+    if model_path is None:
+        return Path.cwd() / f"fkd-default{SUFFIXES[fmt]}"
+    return model_path.with_suffix(SUFFIXES[fmt])
+
+
+def export_model(model_path: Path | None, fmt: str = "onnx", out: Path | None = None, opset: int = 17,
+                 check: bool = True) -> list[ExportResult]:
+    """Export a `.pth` checkpoint (None = bundled model); returns what was written and its parity rows."""
+    if fmt not in ("onnx", "torchscript", "all"):
+        raise FkdError(f"unknown export format '{fmt}'; choose onnx, torchscript or all")
+    source = model_path or bundled_model_path()
+    if source.suffix.lower() != ".pth":
+        raise FkdError(f"{source}: export takes a .pth checkpoint (from `fkd train`)")
+    data = load_checkpoint(source)
+    model = build_from_checkpoint(data)
+    pp = Preprocess.from_dict(data["preprocess"])
+    meta = {"arch": data["arch"], "fkd_version": __version__, "source": str(source), "metrics": data.get("metrics", {}),
+            "config": data.get("config", {})}
+    formats = ["onnx", "torchscript"] if fmt == "all" else [fmt]
+    if "onnx" in formats:
+        _need_onnx()
+    results = []
+    for f in formats:
+        target = _default_out(model_path, f) if out is None else (out.with_suffix(SUFFIXES[f]) if fmt == "all" else out)
+        if not target.parent.is_dir():
+            raise FkdError(f"{target}: folder {target.parent} does not exist")
+        writer = _write_onnx if f == "onnx" else _write_torchscript
+        results.append(writer(model, pp, meta, target, opset, check))
+    return results
+
+
+def _write_onnx(model, pp: Preprocess, meta: dict, target: Path, opset: int, check: bool) -> ExportResult:
+    import onnx
+
+    dummy = torch.zeros(1, pp.channels, pp.input_size, pp.input_size)
+    buffer = io.BytesIO()
+    try:
+        torch.onnx.export(model, dummy, buffer, input_names=["input"], output_names=["keypoints"],
+                          dynamic_axes={"input": {0: "batch"}, "keypoints": {0: "batch"}}, opset_version=opset,
+                          dynamo=False)
+    except Exception as exc:  # the exporter's errors are many and varied
+        raise FkdError(f"ONNX export failed at opset {opset}: {str(exc).splitlines()[0][:200]}") from None
+    proto = onnx.load_from_string(buffer.getvalue())
+    for key, value in ((PREPROCESS_KEY, json.dumps(pp.to_dict())), (META_KEY, json.dumps(meta))):
+        entry = proto.metadata_props.add()
+        entry.key, entry.value = key, value
+    blob = proto.SerializeToString()
+    result = ExportResult(target, "onnx")
+    if check:
+        result.parity = parity(model, OnnxBackend(_ort_session(blob)), pp)
+        _enforce(result)
+    # written only once checked: a file that failed the check is never left behind as if good
+    atomic_write(target, lambda tmp: Path(tmp).write_bytes(blob))
+    return result
+
+
+def _write_torchscript(model, pp: Preprocess, meta: dict, target: Path, opset: int, check: bool) -> ExportResult:
+    dummy = torch.zeros(2, pp.channels, pp.input_size, pp.input_size)
+    with torch.inference_mode(False), torch.no_grad():
+        traced = torch.jit.trace(model, dummy, check_trace=False)
+    extra = {f"{PREPROCESS_KEY}.json": json.dumps(pp.to_dict()), f"{META_KEY}.json": json.dumps(meta)}
+    buffer = io.BytesIO()
+    torch.jit.save(traced, buffer, _extra_files=extra)
+    result = ExportResult(target, "torchscript")
+    if check:
+        buffer.seek(0)
+        loaded = torch.jit.load(buffer)
+        result.parity = parity(model, TorchBackend(loaded, torch.device("cpu"), "torchscript"), pp)
+        _enforce(result)
+    atomic_write(target, lambda tmp: Path(tmp).write_bytes(buffer.getvalue()))
+    return result
+
+
+def _enforce(result: ExportResult) -> None:
+    worst = max(row["max"] for row in result.parity)
+    if worst > TOLERANCE_PX:
+        raise FkdError(f"{result.format} export disagrees with PyTorch by {worst:.2e} keypoint pixels (> {TOLERANCE_PX}); "
+                       f"{result.path} was not written")
+
+
+def remove_quietly(path: Path) -> None:
+    try:
+        os.unlink(path)
+    except OSError:
+        pass

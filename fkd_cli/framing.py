@@ -1,0 +1,188 @@
+"""The one preprocessing path: where the crop comes from, how it becomes a tensor, and how the
+network's output goes back to original-image pixels. Train, evaluate, predict and export all use it.
+
+A crop is always a square `box = (left, top, side)` in image pixels (integers, so that the pixel
+grid of the crop is exact), resized to `input_size`. Both framings are squares:
+- `frame` (the original project): rescale the shorter side to `frame_resize`, crop `input_size`;
+  that is a square of side `min(H, W) * input_size / frame_resize`, centred (random in training).
+- `face`: a square around a face box, `face_margin` times the longer side of the landmark box.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field
+
+import torch
+from torchvision import tv_tensors
+from torchvision.transforms.v2 import functional as F
+
+from .config import Config
+from .landmarks import IBUG68_FLIP, IBUG68_NORM_POINTS, validate_permutation
+
+
+@dataclass
+class DetectorRule:
+    """Maps a detector's box to the centre and size of the landmark box it usually holds.
+
+    Measured on the training set (see `calibrate.py`): centre = box centre + (dx, dy) x box width,
+    landmark-box side = scale x box width.
+    """
+
+    detector: str = "none"
+    dx: float = 0.0
+    dy: float = 0.0
+    scale: float = 1.0
+    samples: int = 0  # how many training faces the rule was measured on
+
+
+@dataclass
+class Preprocess:
+    """The preprocessing contract: everything needed to turn an image into model input and back."""
+
+    num_keypoints: int
+    input_size: int
+    channels: int
+    mean: list[float]
+    std: list[float]
+    framing: str
+    face_margin: float
+    frame_resize: int
+    target_offset: float
+    target_scale: float
+    flip_permutation: list[int] | None
+    norm_points: list[int] | None
+    refine_steps: int = 1
+    flip_tta: bool = False
+    rule: DetectorRule = field(default_factory=DetectorRule)
+
+    @classmethod
+    def from_config(cls, cfg: Config, num_keypoints: int) -> "Preprocess":
+        perm = cfg.flip_permutation
+        if perm is None and num_keypoints == 68:
+            perm = list(IBUG68_FLIP)
+        if perm is not None:
+            validate_permutation(perm, num_keypoints)
+        norm = cfg.norm_points
+        if norm is None and num_keypoints == 68:
+            norm = list(IBUG68_NORM_POINTS)
+        half = cfg.input_size / 2
+        return cls(
+            num_keypoints=num_keypoints,
+            input_size=cfg.input_size,
+            channels=cfg.channels,
+            mean=list(cfg.mean),
+            std=list(cfg.std),
+            framing=cfg.framing,
+            face_margin=cfg.face_margin,
+            frame_resize=cfg.frame_resize,
+            target_offset=half if cfg.target_offset is None else cfg.target_offset,
+            target_scale=half if cfg.target_scale is None else cfg.target_scale,
+            flip_permutation=perm,
+            norm_points=norm,
+            refine_steps=cfg.refine_steps if cfg.framing == "face" else 0,
+            flip_tta=cfg.flip_tta and perm is not None,
+            rule=DetectorRule(detector=cfg.detector),
+        )
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "Preprocess":
+        data = dict(data)
+        data["rule"] = DetectorRule(**data.get("rule", {}))
+        return cls(**data)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+# ---- boxes ---------------------------------------------------------------------------------
+
+
+def square(cx: float, cy: float, side: float) -> tuple[int, int, int]:
+    """An integer (left, top, side) square centred on (cx, cy)."""
+    side_i = max(2, int(round(side)))
+    return int(math.floor(cx - side_i / 2 + 0.5)), int(math.floor(cy - side_i / 2 + 0.5)), side_i
+
+
+def box_from_points(points: torch.Tensor, margin: float) -> tuple[int, int, int]:
+    """Face framing from landmarks: the square around their bounding box, grown by `margin`."""
+    lo, hi = points.min(dim=0).values, points.max(dim=0).values
+    centre = (lo + hi) / 2
+    return square(float(centre[0]), float(centre[1]), margin * float((hi - lo).max()))
+
+
+def box_from_detection(xyxy: tuple[float, float, float, float], pp: Preprocess) -> tuple[int, int, int]:
+    """Face framing from a detector box, through the calibrated rule."""
+    x0, y0, x1, y1 = xyxy
+    width = x1 - x0
+    cx = (x0 + x1) / 2 + pp.rule.dx * width
+    cy = (y0 + y1) / 2 + pp.rule.dy * width
+    return square(cx, cy, pp.face_margin * pp.rule.scale * width)
+
+
+def frame_box(width: int, height: int, pp: Preprocess) -> tuple[int, int, int]:
+    """Frame framing: the centre crop of the image rescaled so that its shorter side is `frame_resize`."""
+    side = min(width, height) * pp.input_size / pp.frame_resize
+    return square(width / 2, height / 2, side)
+
+
+def whole_image_box(width: int, height: int) -> tuple[int, int, int]:
+    """The fallback when no face was detected: a square holding the whole image."""
+    return square(width / 2, height / 2, max(width, height))
+
+
+# ---- crops and tensors ------------------------------------------------------------------------
+
+
+def crop(image: torch.Tensor, box: tuple[int, int, int], size: int, keypoints: torch.Tensor | None = None):
+    """Cut `box` out of a uint8 CHW image (zero padding outside it) and resize it to `size` square.
+
+    Keypoints, when given, go through the same torchvision transform as the pixels.
+    """
+    left, top, side = box
+    img = tv_tensors.Image(image)
+    out = F.resized_crop(img, top, left, side, side, [size, size], antialias=True)
+    if keypoints is None:
+        return out, None
+    kp = tv_tensors.KeyPoints(keypoints, canvas_size=tuple(image.shape[-2:]))
+    kp = F.resized_crop(kp, top, left, side, side, [size, size])
+    return out, kp
+
+
+def to_input(crops: torch.Tensor, pp: Preprocess) -> torch.Tensor:
+    """uint8 crops (N, 3, S, S) -> normalised float model input (N, C, S, S)."""
+    x = crops.float() / 255.0
+    if pp.channels == 1:
+        x = (0.299 * x[:, 0:1] + 0.587 * x[:, 1:2] + 0.114 * x[:, 2:3])
+    mean = torch.tensor(pp.mean, dtype=x.dtype).view(1, -1, 1, 1)
+    std = torch.tensor(pp.std, dtype=x.dtype).view(1, -1, 1, 1)
+    return (x - mean) / std
+
+
+def crop_points_to_targets(points: torch.Tensor, pp: Preprocess) -> torch.Tensor:
+    return (points - pp.target_offset) / pp.target_scale
+
+
+def outputs_to_crop_points(outputs: torch.Tensor, pp: Preprocess) -> torch.Tensor:
+    """Raw network output (N, 2K) -> crop pixels (N, K, 2)."""
+    return outputs.reshape(outputs.shape[0], -1, 2) * pp.target_scale + pp.target_offset
+
+
+def crop_points_to_image(points: torch.Tensor, boxes: torch.Tensor, size: int) -> torch.Tensor:
+    """The one mapping back to original-image pixels: crop pixels (N, K, 2) + boxes (N, 3) -> image pixels."""
+    boxes = boxes.to(points.dtype)
+    scale = (boxes[:, 2] / size).view(-1, 1, 1)
+    return points * scale + boxes[:, None, :2]
+
+
+def image_points_to_crop(points: torch.Tensor, boxes: torch.Tensor, size: int) -> torch.Tensor:
+    """The inverse of `crop_points_to_image`."""
+    boxes = boxes.to(points.dtype)
+    return (points - boxes[:, None, :2]) * (size / boxes[:, 2]).view(-1, 1, 1)
+
+
+def flip_crop_points(points: torch.Tensor, pp: Preprocess) -> torch.Tensor:
+    """Undo a horizontal flip of the crop on predicted crop pixels: mirror x and swap left/right indices."""
+    mirrored = points.clone()
+    mirrored[..., 0] = pp.input_size - mirrored[..., 0]
+    return mirrored[:, pp.flip_permutation]

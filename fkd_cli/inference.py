@@ -1,0 +1,213 @@
+"""From an image to keypoints in its own pixels: detector, crop, model (any backend), mapping back.
+
+`Predictor` is the single inference path: `fkd predict`, `fkd evaluate`, the trainer's validation
+and the export parity check all go through `Predictor.keypoints_in_boxes`.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+from typing import Callable, Sequence
+
+import torch
+
+from .checkpoint import build_from_checkpoint, load_checkpoint
+from .data import decode_image, read_image
+from .detect import Detection, build_detector
+from .errors import FkdError
+from .framing import (
+    Preprocess,
+    box_from_detection,
+    box_from_points,
+    crop,
+    crop_points_to_image,
+    flip_crop_points,
+    frame_box,
+    outputs_to_crop_points,
+    to_input,
+    whole_image_box,
+)
+
+Box = tuple[int, int, int]  # left, top, side of a square crop, in image pixels
+
+
+def bundled_model_path() -> Path:
+    return Path(str(resources.files("fkd_cli") / "assets" / "fkd-default.pth"))
+
+
+def pick_device(device: str = "auto") -> torch.device:
+    """auto = CUDA, then Apple MPS, then CPU."""
+    if device == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    if device not in ("cpu", "cuda", "mps") and not device.startswith("cuda:"):
+        raise FkdError(f"--device {device}: choose auto, cpu, cuda or mps")
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise FkdError(f"--device {device}: CUDA is not available on this machine; use --device cpu")
+    if device == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
+        raise FkdError("--device mps: Apple MPS is not available on this machine; use --device cpu")
+    return torch.device(device)
+
+
+class TorchBackend:
+    """A PyTorch module (eager, or TorchScript) run on a device."""
+
+    def __init__(self, model: torch.nn.Module, device: torch.device, name: str = "pytorch"):
+        self.model, self.device, self.name = model.eval().to(device), device, name
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        with torch.inference_mode():
+            return self.model(x.to(self.device)).float().cpu()
+
+
+@dataclass
+class FaceResult:
+    box: tuple[float, float, float, float]
+    score: float | None
+    keypoints: torch.Tensor  # (K, 2) original-image pixels
+
+
+class Predictor:
+    """A model plus its preprocessing contract and detector."""
+
+    def __init__(self, backend: Callable[[torch.Tensor], torch.Tensor], pp: Preprocess, source: str,
+                 detector: str | None = None, info: dict | None = None):
+        self.backend, self.pp, self.source, self.info = backend, pp, source, info or {}
+        # frame-framed models look at the whole frame: no detector is involved
+        name = "none" if pp.framing == "frame" else (detector or pp.rule.detector or "haar")
+        self.detector = build_detector(name)
+        self.batch_size = 32
+
+    @property
+    def num_keypoints(self) -> int:
+        return self.pp.num_keypoints
+
+    # ---- the model on crops ----
+
+    def run_inputs(self, inputs: torch.Tensor) -> torch.Tensor:
+        """Normalised crops (N, C, S, S) -> crop pixels (N, K, 2), with flip TTA if the model asks for it."""
+        points = outputs_to_crop_points(self.backend(inputs), self.pp)
+        if self.pp.flip_tta:
+            mirrored = outputs_to_crop_points(self.backend(inputs.flip(-1)), self.pp)
+            points = (points + flip_crop_points(mirrored, self.pp)) / 2
+        return points
+
+    def _keypoints_once(self, images: Sequence[torch.Tensor], boxes: Sequence[Box]) -> torch.Tensor:
+        out = []
+        size = self.pp.input_size
+        for start in range(0, len(boxes), self.batch_size):
+            chunk = range(start, min(start + self.batch_size, len(boxes)))
+            crops = torch.stack([crop(images[i], boxes[i], size)[0].as_subclass(torch.Tensor) for i in chunk])
+            points = self.run_inputs(to_input(crops, self.pp))
+            out.append(crop_points_to_image(points, torch.tensor([boxes[i] for i in chunk]), size))
+        return torch.cat(out) if out else torch.zeros(0, self.num_keypoints, 2)
+
+    def keypoints_in_boxes(self, images: Sequence[torch.Tensor], boxes: Sequence[Box]) -> torch.Tensor:
+        """Keypoints (N, K, 2) in image pixels for face i in `boxes[i]` of `images[i]`.
+
+        After the first pass the crop is re-cut around the predicted landmarks, exactly as in
+        training (`refine_steps` times): the detector only has to be roughly right.
+        """
+        points = self._keypoints_once(images, boxes)
+        for _ in range(self.pp.refine_steps):
+            boxes = [box_from_points(p, self.pp.face_margin) for p in points]
+            points = self._keypoints_once(images, boxes)
+        return points
+
+    # ---- whole images ----
+
+    def initial_box(self, image: torch.Tensor, detection: Detection | None) -> Box:
+        height, width = image.shape[-2:]
+        if self.pp.framing == "frame":
+            return frame_box(width, height, self.pp)
+        if detection is None:
+            return whole_image_box(width, height)
+        if self.detector.name == "none":
+            x0, y0, x1, y1 = detection.box
+            return whole_image_box(int(x1 - x0), int(y1 - y0))
+        return box_from_detection(detection.box, self.pp)
+
+    def detect(self, image: torch.Tensor) -> list[Detection]:
+        if self.pp.framing == "frame":
+            height, width = image.shape[-2:]
+            left, top, side = frame_box(width, height, self.pp)
+            return [Detection((float(left), float(top), float(left + side), float(top + side)), None)]
+        return self.detector.detect(image)
+
+    def predict_faces(self, image: torch.Tensor) -> list[FaceResult]:
+        detections = self.detect(image)
+        if not detections:
+            return []
+        boxes = [self.initial_box(image, d) for d in detections]
+        points = self.keypoints_in_boxes([image] * len(boxes), boxes)
+        return [FaceResult(d.box, d.score, p) for d, p in zip(detections, points)]
+
+    def predict(self, image) -> dict:
+        """One image (path, PIL image, or uint8 CHW tensor) -> the JSON schema's image entry."""
+        if isinstance(image, (str, Path)):
+            path, tensor = str(image), read_image(Path(image))
+        elif isinstance(image, torch.Tensor):
+            path, tensor = None, image
+        else:
+            path, tensor = None, decode_image(image)
+        faces = self.predict_faces(tensor)
+        return image_entry(path, tensor, faces, None)
+
+
+def image_entry(path, image: torch.Tensor | None, faces: list[FaceResult], error: str | None) -> dict:
+    """The `images[]` item of the predict JSON schema (coordinates in upright original pixels)."""
+    height, width = (image.shape[-2:] if image is not None else (None, None))
+    return {
+        "path": path,
+        "width": int(width) if width is not None else None,
+        "height": int(height) if height is not None else None,
+        "faces": [
+            {
+                "box": [round(float(v), 2) for v in f.box],
+                "score": None if f.score is None else round(float(f.score), 4),
+                "keypoints": [[round(float(x), 2), round(float(y), 2)] for x, y in f.keypoints.tolist()],
+            }
+            for f in faces
+        ],
+        "error": error,
+    }
+
+
+def predictor_from_checkpoint(data: dict, source: str, detector: str | None, device: str) -> Predictor:
+    model = build_from_checkpoint(data)
+    pp = Preprocess.from_dict(data["preprocess"])
+    backend = TorchBackend(model, pick_device(device))
+    info = {"arch": data["arch"], "metrics": data.get("metrics", {}), "config": data.get("config", {})}
+    return Predictor(backend, pp, source, detector, info)
+
+
+def load_predictor(path: str | Path | None = None, detector: str | None = None, device: str = "auto") -> Predictor:
+    """A predictor for a `.pth` checkpoint, an exported `.onnx` or TorchScript `.pt`; None = bundled model."""
+    if path is None:
+        path = bundled_model_path()
+        if not path.is_file():
+            raise FkdError(f"the bundled model is missing from the installation ({path}); reinstall fkd or pass --model")
+    path = Path(path)
+    suffix = path.suffix.lower()
+    if suffix == ".onnx":
+        from .export import load_onnx_predictor
+
+        return load_onnx_predictor(path, detector)
+    if suffix in (".pt", ".ts", ".torchscript"):
+        from .export import load_torchscript_predictor
+
+        return load_torchscript_predictor(path, detector, pick_device(device))
+    data = load_checkpoint(path)
+    return predictor_from_checkpoint(data, str(path), detector, device)
+
+
+def timed(fn, *args):
+    start = time.perf_counter()
+    result = fn(*args)
+    return result, time.perf_counter() - start

@@ -1,0 +1,123 @@
+"""Architectures, built by name. Each maps (N, C, S, S) crops to (N, 2K) coordinates in target units."""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import torch
+from torch import nn
+
+
+def _flat_features(features: nn.Module, channels: int, size: int) -> int:
+    with torch.no_grad():
+        return features(torch.zeros(1, channels, size, size)).flatten(1).shape[1]
+
+
+class SeedFirst(nn.Module):
+    """The original project's first network: NaimishNet-style, four conv layers (32-256 filters),
+    max-pooling, and a 1000-1000 fully connected head with no dropout. It overfits, as it did then."""
+
+    def __init__(self, num_keypoints: int, in_channels: int, input_size: int, dropout: float = 0.0):
+        super().__init__()
+        layers, channels = [], in_channels
+        for out, kernel in ((32, 4), (64, 3), (128, 2), (256, 1)):
+            layers += [nn.Conv2d(channels, out, kernel), nn.ELU(), nn.MaxPool2d(2)]
+            channels = out
+        self.features = nn.Sequential(*layers)
+        flat = _flat_features(self.features, in_channels, input_size)
+        self.head = nn.Sequential(
+            nn.Flatten(), nn.Linear(flat, 1000), nn.ELU(), nn.Dropout(dropout),
+            nn.Linear(1000, 1000), nn.ELU(), nn.Dropout(dropout), nn.Linear(1000, 2 * num_keypoints),
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.features(x))
+
+
+class SeedFinal(nn.Module):
+    """The original project's final network: three conv layers with fewer filters (32-128), pooled,
+    then dropout before a two-stage fully connected head (512, then 2K)."""
+
+    def __init__(self, num_keypoints: int, in_channels: int, input_size: int, dropout: float = 0.3):
+        super().__init__()
+        layers, channels = [], in_channels
+        for out, kernel in ((32, 5), (64, 3), (128, 3)):
+            layers += [nn.Conv2d(channels, out, kernel), nn.ReLU(inplace=True), nn.MaxPool2d(2)]
+            channels = out
+        # a fixed 6x6 grid keeps the head small (and the same) whatever the input size
+        self.features = nn.Sequential(*layers, nn.AdaptiveAvgPool2d(6))
+        self.head = nn.Sequential(
+            nn.Flatten(), nn.Dropout(dropout), nn.Linear(channels * 36, 512), nn.ReLU(inplace=True),
+            nn.Dropout(dropout), nn.Linear(512, 2 * num_keypoints),
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.features(x))
+
+
+def conv_bn(cin: int, cout: int, stride: int = 1) -> nn.Sequential:
+    return nn.Sequential(nn.Conv2d(cin, cout, 3, stride, 1, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True))
+
+
+class Residual(nn.Module):
+    """Two 3x3 convs with an identity shortcut (ResNet's basic block)."""
+
+    def __init__(self, channels: int):
+        super().__init__()
+        self.body = nn.Sequential(
+            conv_bn(channels, channels),
+            nn.Conv2d(channels, channels, 3, 1, 1, bias=False),
+            nn.BatchNorm2d(channels),
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.relu(x + self.body(x))
+
+
+class FkdNet(nn.Module):
+    """Our face-crop regressor: a small ResNet at 1/4..1/16 resolution, then a fully connected head
+    on the flattened final grid (flattening keeps *where* features are, which coordinates need)."""
+
+    def __init__(self, num_keypoints: int, in_channels: int, input_size: int, dropout: float = 0.0, width: int = 32):
+        super().__init__()
+        w = width
+        self.features = nn.Sequential(
+            conv_bn(in_channels, w, 2),  # 1/2
+            conv_bn(w, w, 2),  # 1/4
+            Residual(w),
+            conv_bn(w, 2 * w, 2),  # 1/8
+            Residual(2 * w),
+            conv_bn(2 * w, 4 * w, 2),  # 1/16
+            Residual(4 * w),
+            nn.Conv2d(4 * w, 2 * w, 1, bias=False), nn.BatchNorm2d(2 * w), nn.ReLU(inplace=True),
+        )
+        flat = _flat_features(self.features, in_channels, input_size)
+        self.head = nn.Sequential(nn.Flatten(), nn.Dropout(dropout), nn.Linear(flat, 2 * num_keypoints))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.features(x))
+
+
+MODELS: dict[str, Callable[..., nn.Module]] = {
+    "seed-first": SeedFirst,
+    "seed-final": SeedFinal,
+    "fkdnet": FkdNet,
+}
+
+
+def model_kwargs(name: str, cfg) -> dict:
+    """The architecture arguments a config implies (saved in the checkpoint to rebuild the model)."""
+    kwargs = {"in_channels": cfg.channels, "input_size": cfg.input_size, "dropout": cfg.dropout}
+    if name == "fkdnet":
+        kwargs["width"] = cfg.width
+    return kwargs
+
+
+def build_model(name: str, num_keypoints: int, **kwargs) -> nn.Module:
+    try:
+        builder = MODELS[name]
+    except KeyError:
+        from .errors import FkdError
+
+        raise FkdError(f"unknown model '{name}'; choose one of {', '.join(MODELS)}") from None
+    return builder(num_keypoints=num_keypoints, **kwargs)

@@ -1,0 +1,131 @@
+"""The maths: flip permutation, mapping back to original pixels through every framing, augmentation."""
+
+import numpy as np
+import pytest
+import torch
+from torchvision.transforms.v2 import functional as F
+
+from fkd_cli.config import resolve_config
+from fkd_cli.data import ImageCache, KeypointDataset, decode_image
+from fkd_cli.framing import (
+    Preprocess,
+    box_from_points,
+    crop,
+    crop_points_to_image,
+    flip_crop_points,
+    frame_box,
+    image_points_to_crop,
+)
+from fkd_cli.landmarks import IBUG68_FLIP
+
+from .conftest import MEAN_FACE_68
+
+
+def test_flip_permutation_is_its_own_inverse():
+    perm = torch.tensor(IBUG68_FLIP)
+    assert sorted(IBUG68_FLIP) == list(range(68))
+    assert torch.equal(perm[perm], torch.arange(68))
+
+
+def test_flip_maps_left_features_to_right():
+    assert IBUG68_FLIP[36] == 45 and IBUG68_FLIP[45] == 36  # outer eye corners
+    assert [IBUG68_FLIP[i] for i in range(36, 42)] == [45, 44, 43, 42, 47, 46]  # left eye -> right eye
+    assert IBUG68_FLIP[0] == 16 and IBUG68_FLIP[8] == 8  # jaw ends swap, chin stays
+    assert IBUG68_FLIP[48] == 54 and IBUG68_FLIP[30] == 30  # mouth corners swap, nose tip stays
+
+
+def test_mirrored_face_with_swapped_indices_is_a_face_again():
+    """Flipping a symmetric face's coordinates and swapping indices gives the same face."""
+    pts = torch.tensor(MEAN_FACE_68) * 96
+    mirrored = pts.clone()
+    mirrored[:, 0] = 96 - mirrored[:, 0]
+    assert torch.allclose(mirrored[IBUG68_FLIP], pts, atol=1e-3)
+    # and without the swap the left eye would land on the right eye's side
+    assert mirrored[36, 0] > 48 > pts[36, 0]
+
+
+def _pp(framing: str, **overrides) -> Preprocess:
+    cfg = resolve_config(None, {"framing": framing, "input_size": 64, **overrides})
+    return Preprocess.from_config(cfg, 68)
+
+
+@pytest.mark.parametrize("framing", ["face", "frame"])
+def test_mapping_back_to_original_pixels(framing):
+    """Keypoints taken through torchvision's crop+resize come back to the same image pixels."""
+    image = torch.zeros(3, 150, 210, dtype=torch.uint8)
+    points = torch.tensor(MEAN_FACE_68) * 80 + torch.tensor([60.0, 30.0])
+    pp = _pp(framing)
+    box = box_from_points(points, pp.face_margin) if framing == "face" else frame_box(210, 150, pp)
+    _, in_crop = crop(image, box, pp.input_size, points)
+    back = crop_points_to_image(in_crop.as_subclass(torch.Tensor)[None], torch.tensor([box]), pp.input_size)[0]
+    assert torch.allclose(back, points, atol=1e-3)
+    assert torch.allclose(image_points_to_crop(points[None], torch.tensor([box]), pp.input_size)[0],
+                          in_crop.as_subclass(torch.Tensor), atol=1e-3)
+
+
+def test_crop_pixels_follow_keypoints():
+    """A bright dot at a keypoint is still under that keypoint after crop + resize (pixels and points agree)."""
+    image = torch.zeros(3, 200, 300, dtype=torch.uint8)
+    image[:, 118:123, 178:183] = 255  # centre (180.5, 120.5) in continuous pixel coordinates
+    point = torch.tensor([[180.5, 120.5]])
+    box = (130, 70, 100)
+    pixels, moved = crop(image, box, 50, point)
+    y, x = np.unravel_index(int(pixels[0].argmax()), pixels.shape[-2:])
+    mx, my = moved.as_subclass(torch.Tensor)[0].tolist()
+    assert abs((x + 0.5) - mx) <= 1.0 and abs((y + 0.5) - my) <= 1.0
+
+
+def test_crop_outside_the_image_is_zero_padded():
+    image = torch.full((3, 40, 40), 200, dtype=torch.uint8)
+    pixels, _ = crop(image, (-20, -20, 40), 40)
+    assert pixels[:, :15, :15].max() == 0 and pixels[:, 25:, 25:].min() == 200
+
+
+def test_flip_of_crop_points_undoes_a_mirrored_crop():
+    pp = _pp("face")
+    pts = torch.tensor(MEAN_FACE_68)[None] * 50 + 7
+    mirrored = pts.clone()
+    mirrored[..., 0] = pp.input_size - mirrored[..., 0]
+    mirrored = mirrored[:, IBUG68_FLIP]
+    assert torch.allclose(flip_crop_points(mirrored, pp), pts, atol=1e-4)
+
+
+def test_training_flip_swaps_indices(tmp_path):
+    """With flip forced on, the dataset's target for the subject's left eye is on the left of the crop."""
+    from .conftest import make_dataset
+    from fkd_cli.data import read_split
+
+    root = make_dataset(tmp_path, n_train=2, n_test=1)
+    split = read_split(root, "training")
+    cfg = resolve_config(None, {"input_size": 64, "rotation": 0, "scale_jitter": 0, "shift_jitter": 0, "color_jitter": 0})
+    pp = Preprocess.from_config(cfg, 68)
+    ds = KeypointDataset(ImageCache(split.paths), split.keypoints, pp, cfg, train=True)
+    torch.manual_seed(0)
+    flipped_seen = plain_seen = False
+    for _ in range(20):
+        _, target = ds[0]
+        t = target.view(68, 2)
+        # index 36 (image-left outer eye corner of the drawn face) must stay left of 45 either way
+        assert t[36, 0] < t[45, 0]
+        eval_target = KeypointDataset(ImageCache(split.paths), split.keypoints, pp, cfg, train=False)[0][1].view(68, 2)
+        if torch.allclose(t, eval_target, atol=1e-3):
+            plain_seen = True
+        else:
+            flipped_seen = True
+    assert flipped_seen and plain_seen
+
+
+def test_decode_handles_every_mode(tmp_path):
+    from PIL import Image
+
+    arr = (np.arange(40 * 30) % 251).reshape(30, 40).astype(np.uint8)
+    base = Image.fromarray(arr)
+    for mode in ("L", "RGB", "RGBA", "P", "CMYK", "LA"):
+        path = tmp_path / f"x_{mode}.png" if mode != "CMYK" else tmp_path / "x.jpg"
+        base.convert(mode).save(path)
+        out = decode_image(path)
+        assert out.shape == (3, 30, 40) and out.dtype == torch.uint8
+    sixteen = Image.fromarray(arr.astype(np.uint16) * 256)
+    sixteen.save(tmp_path / "x16.png")
+    out = decode_image(tmp_path / "x16.png")
+    assert out.float().std() > 10  # scaled into 8 bits, not clipped to white

@@ -1,0 +1,104 @@
+"""Metrics on hand-computed cases, and config validation."""
+
+import pytest
+import torch
+
+from fkd_cli.config import find_config_file, parse_overrides, resolve_config
+from fkd_cli.errors import FkdError
+from fkd_cli.metrics import auc, failure_rate, per_image_nme, seed_mse, summarize
+
+
+def _face(eye_distance: float) -> torch.Tensor:
+    gt = torch.zeros(1, 68, 2)
+    gt[0, 45, 0] = eye_distance  # points 36 and 45 are eye_distance apart
+    return gt
+
+
+def test_nme_hand_computed():
+    gt = _face(10.0)
+    pred = gt.clone()
+    pred[0, :, 0] += 1.0  # every point 1 px off, eyes 10 px apart: 10%
+    assert per_image_nme(pred, gt, (36, 45)).item() == pytest.approx(0.10)
+    pred = gt.clone()
+    pred[0, :34, 1] += 2.0  # half the points 2 px off: mean 1 px: 10%
+    assert per_image_nme(pred, gt, (36, 45)).item() == pytest.approx(0.10)
+
+
+def test_failure_rate_and_auc_hand_computed():
+    nme = torch.tensor([0.0, 0.02, 0.09, 0.2])
+    assert failure_rate(nme, 0.08) == 0.5
+    assert failure_rate(nme, 0.10) == 0.25
+    # CED on [0, 0.1]: 1/4 from 0; 2/4 from 0.02; 3/4 from 0.09 -> area = .25*.02 + .5*.07 + .75*.01
+    expected = (0.25 * 0.02 + 0.5 * 0.07 + 0.75 * 0.01) / 0.1
+    assert auc(nme, 0.10, steps=10000) == pytest.approx(expected, abs=2e-3)
+    assert auc(torch.zeros(5)) == pytest.approx(1.0)
+
+
+def test_seed_mse_uses_the_original_frame_units():
+    gt = torch.zeros(1, 68, 2)
+    pred = gt + 50.0 * 200 / 250  # 50 px in a 250-px-short-side frame, image short side 200
+    sizes = torch.tensor([[200.0, 300.0]])
+    assert seed_mse(pred, gt, sizes) == pytest.approx(1.0)
+
+
+def test_summary_has_regions_and_all_keys():
+    gt = _face(10.0)
+    out = summarize(gt + 0.5, gt, torch.tensor([[100.0, 100.0]]), (36, 45))
+    assert {"nme", "nme_median", "fr_8", "fr_10", "auc_10", "mse_seed", "regions"} <= set(out)
+    assert set(out["regions"]) == {"jaw", "brows", "nose", "eyes", "mouth"}
+
+
+def test_config_precedence_defaults_file_overrides(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("epochs: 7\nlr: 0.01\n")
+    cfg = resolve_config(path, ["lr=1e-4", "flip=false"])
+    assert cfg.epochs == 7 and cfg.lr == 1e-4 and cfg.flip is False and cfg.batch_size == 32
+    assert cfg.name == "c"
+
+
+def test_unknown_key_suggests_the_closest():
+    with pytest.raises(FkdError, match="unknown config key 'learning_rat'"):
+        resolve_config(None, {"learning_rat": 1})
+    with pytest.raises(FkdError, match="did you mean 'epochs'"):
+        resolve_config(None, ["epoch=3"])
+
+
+def test_wrong_type_names_key_and_type(tmp_path):
+    path = tmp_path / "bad.yaml"
+    path.write_text("epochs: many\n")
+    with pytest.raises(FkdError, match=r"key 'epochs' must be int, got 'many'"):
+        resolve_config(path)
+    with pytest.raises(FkdError, match="key 'flip' must be bool"):
+        resolve_config(None, ["flip=3"])
+    with pytest.raises(FkdError, match="'loss' must be one of"):
+        resolve_config(None, ["loss=huber"])
+
+
+def test_bad_yaml_and_bundled_names(tmp_path):
+    path = tmp_path / "broken.yaml"
+    path.write_text("epochs: [1, 2\n")
+    with pytest.raises(FkdError, match="not valid YAML"):
+        resolve_config(path)
+    assert find_config_file("final.yaml").name == "final.yaml"
+    assert find_config_file("first").name == "first.yaml"
+    with pytest.raises(FkdError, match="bundled:"):
+        find_config_file("nope.yaml")
+
+
+def test_yaml_cannot_construct_python_objects(tmp_path):
+    path = tmp_path / "evil.yaml"
+    path.write_text("name: !!python/object/apply:os.system ['touch pwned']\n")
+    with pytest.raises(FkdError, match="not valid YAML"):
+        resolve_config(path)
+
+
+def test_overrides_parse_yaml_scalars():
+    assert parse_overrides(["lr=1e-3", "mean=[0.1, 0.2, 0.3]", "name=x"]) == {"lr": 1e-3, "mean": [0.1, 0.2, 0.3], "name": "x"}
+    with pytest.raises(FkdError, match="expected key=value"):
+        parse_overrides(["epochs"])
+
+
+@pytest.mark.parametrize("name", ["first.yaml", "final.yaml", "fkd-best.yaml"])
+def test_bundled_configs_resolve(name):
+    cfg = resolve_config(name)
+    assert cfg.name == name.removesuffix(".yaml")
