@@ -1,0 +1,180 @@
+"""`fkd train` and `fkd evaluate` the way users run them, on tiny synthetic data."""
+
+import json
+import os
+import pickle
+
+import pandas as pd
+import pytest
+import torch
+
+from fkd_cli.checkpoint import load_checkpoint
+from fkd_cli.errors import FkdError
+
+from .conftest import TINY, invoke, one_line_error
+
+
+def _sets(items):
+    out = []
+    for item in items:
+        out += ["--set", item]
+    return out
+
+
+def test_run_folder_has_everything(tiny_run):
+    for name in ("model.pth", "last.pth", "config.yaml", "metrics.csv", "loss.png"):
+        assert (tiny_run / name).is_file(), name
+    history = pd.read_csv(tiny_run / "metrics.csv")
+    assert list(history["epoch"]) == [1, 2]
+    assert {"train_loss", "val_loss", "val_nme", "lr", "seconds"} <= set(history.columns)
+
+
+def test_checkpoint_is_self_describing_and_safe(tiny_run):
+    data = torch.load(tiny_run / "model.pth", weights_only=True)
+    assert data["format"] == "fkd-checkpoint" and data["arch"] == "fkdnet"
+    pp = data["preprocess"]
+    assert pp["input_size"] == 32 and pp["num_keypoints"] == 68 and pp["framing"] == "face"
+    assert len(pp["flip_permutation"]) == 68 and pp["norm_points"] == [36, 45]
+    assert data["config"]["epochs"] == 2 and "nme" in data["metrics"] and data["fkd_version"]
+
+
+def test_fixed_seed_repeats_on_cpu(dataset, tmp_path):
+    outs = []
+    for name in ("a", "b"):
+        result = invoke("train", "--config", "fkd-best", "--data-dir", dataset, "--out", tmp_path / name, "--quiet",
+                        *_sets(TINY + ["epochs=1"]))
+        assert result.exit_code == 0, result.output
+        outs.append(torch.load(tmp_path / name / "model.pth", weights_only=True)["state_dict"])
+    assert all(torch.equal(outs[0][k], outs[1][k]) for k in outs[0])
+
+
+def test_run_folder_is_never_overwritten(dataset, tmp_path):
+    args = ["train", "--config", "fkd-best", "--data-dir", dataset, "--out", tmp_path / "r", "--quiet", *_sets(TINY + ["epochs=1"])]
+    assert invoke(*args).exit_code == 0
+    assert invoke(*args).exit_code == 0
+    assert (tmp_path / "r" / "model.pth").is_file() and (tmp_path / "r2" / "model.pth").is_file()
+
+
+def test_evaluate_reports_every_metric(tiny_run, dataset, tmp_path):
+    out = tmp_path / "eval.json"
+    plot = tmp_path / "ced.png"
+    result = invoke("evaluate", "--model", tiny_run / "model.pth", "--data-dir", dataset, "--json", out, "--plot", plot)
+    assert result.exit_code == 0, result.output
+    report = json.loads(out.read_text())
+    for key in ("nme", "nme_median", "fr_8", "fr_10", "auc_10", "mse_seed", "regions", "images", "model", "missed"):
+        assert key in report, key
+    assert report["images"] == 8 and set(report["regions"]) == {"jaw", "brows", "nose", "eyes", "mouth"}
+    assert plot.stat().st_size > 1000
+    assert "nme" in result.output
+
+
+def test_evaluate_gt_boxes_and_val_split(tiny_run, dataset, tmp_path):
+    out = tmp_path / "gt.json"
+    result = invoke("evaluate", "--model", tiny_run / "model.pth", "--data-dir", dataset, "--boxes", "gt",
+                    "--split", "val", "--json", out, "--flip-tta")
+    assert result.exit_code == 0, result.output
+    report = json.loads(out.read_text())
+    assert report["boxes"] == "gt" and report["images"] == 6 and report["flip_tta"] is True
+
+
+def test_resume_continues_to_the_configured_epochs(dataset, tmp_path):
+    run = tmp_path / "run"
+    args = ["--data-dir", dataset, "--quiet"]
+    assert invoke("train", "--config", "fkd-best", "--out", run, *args, *_sets(TINY + ["epochs=1"])).exit_code == 0
+    # pretend the run was meant to be 2 epochs: the checkpoint's config is what resume follows
+    state = torch.load(run / "last.pth", weights_only=True)
+    state["config"]["epochs"] = 2
+    state["scheduler"]["total_steps"] = state["scheduler"]["total_steps"] * 2
+    torch.save(state, run / "last.pth")
+    result = invoke("train", "--config", "fkd-best", "--resume", run / "last.pth", *args)
+    assert result.exit_code == 0, result.output
+    history = pd.read_csv(run / "metrics.csv")
+    assert list(history["epoch"]) == [1, 2]
+    result = invoke("train", "--config", "fkd-best", "--resume", run / "last.pth", *args)
+    assert "already finished" in one_line_error(result)
+
+
+def test_interrupted_run_saves_last_and_resumes_mid_epoch(dataset, tmp_path, monkeypatch):
+    """SIGINT between batches: last.pth is saved with the batches done; --resume finishes the run."""
+    import signal
+
+    from fkd_cli import engine
+
+    calls = {"n": 0}
+    original = engine.RichTrainReporter if hasattr(engine, "RichTrainReporter") else None
+    del original
+
+    class Interrupting(engine.SilentReporter):
+        def batch(self, epoch, index, loss):
+            calls["n"] += 1
+            if calls["n"] == 2:
+                os.kill(os.getpid(), signal.SIGINT)
+
+    from fkd_cli.config import resolve_config
+
+    cfg = resolve_config("fkd-best", TINY + ["epochs=2"])
+    result = engine.train(cfg, dataset, tmp_path / "r", reporter=Interrupting())
+    assert result.stopped_early and not result.history
+    state = load_checkpoint(tmp_path / "r" / "last.pth")
+    assert state["batches_done"] == 2 and state["epoch"] == 0
+    resumed = engine.train(cfg, dataset, resume=tmp_path / "r" / "last.pth")
+    assert [row["epoch"] for row in resumed.history] == [1, 2]
+    assert (tmp_path / "r" / "model.pth").is_file()
+
+
+def test_nan_loss_stops_with_a_clear_message(dataset, tmp_path):
+    result = invoke("train", "--config", "fkd-best", "--data-dir", dataset, "--out", tmp_path / "nan", "--quiet",
+                    *_sets(TINY + ["lr=1e30", "optimizer=sgd", "schedule=constant", "loss=mse"]))
+    text = one_line_error(result)
+    assert "diverged" in text
+
+
+def test_missing_data_dir_is_one_line(tmp_path):
+    result = invoke("train", "--config", "final.yaml", "--data-dir", tmp_path / "nowhere", "--out", tmp_path / "o")
+    text = one_line_error(result)
+    assert "fkd download-data" in text and len(text.splitlines()) == 1
+    assert not (tmp_path / "o").exists()
+
+
+def test_unknown_config_key_is_one_line(dataset, tmp_path):
+    result = invoke("train", "--config", "final.yaml", "--data-dir", dataset, "--set", "epocs=3", "--out", tmp_path / "o")
+    text = one_line_error(result)
+    assert "epocs" in text and "epochs" in text and len(text.splitlines()) == 1
+    assert not (tmp_path / "o").exists()
+
+
+def test_corrupt_checkpoint_is_refused(tmp_path, dataset, tiny_run):
+    bad = tmp_path / "bad.pth"
+    bad.write_bytes((tiny_run / "model.pth").read_bytes()[:300])
+    text = one_line_error(invoke("evaluate", "--model", bad, "--data-dir", dataset))
+    assert "bad.pth" in text and len(text.splitlines()) == 1
+    not_ours = tmp_path / "other.pth"
+    torch.save({"weights": torch.zeros(3)}, not_ours)
+    assert "not an fkd checkpoint" in one_line_error(invoke("evaluate", "--model", not_ours, "--data-dir", dataset))
+
+
+class _Exploit:
+    """Unpickling this would run `touch` through os.system."""
+
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (os.system, (f"touch {self.marker}",))
+
+
+def test_malicious_pickle_never_runs(tmp_path, dataset):
+    marker = tmp_path / "pwned"
+    evil = tmp_path / "evil.pth"
+    torch.save({"format": "fkd-checkpoint", "payload": _Exploit(marker)}, evil, pickle_protocol=2)
+    text = one_line_error(invoke("evaluate", "--model", evil, "--data-dir", dataset))
+    assert "refused" in text and not marker.exists()
+    raw = tmp_path / "raw.pth"
+    raw.write_bytes(pickle.dumps(_Exploit(marker)))
+    one_line_error(invoke("predict", str(dataset / "test"), "--model", raw, "--no-draw"))
+    assert not marker.exists()
+
+
+def test_load_checkpoint_rejects_directory(tmp_path):
+    with pytest.raises(FkdError):
+        load_checkpoint(tmp_path)
