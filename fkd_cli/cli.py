@@ -90,7 +90,7 @@ def download_data(
     from .render import console, make_progress
     from rich.table import Table
 
-    with make_progress() as progress:
+    with make_progress(transient=True) as progress:
         task = progress.add_task("download", total=None, status="")
 
         def on_bytes(done: int, total: int | None, note: str = "") -> None:
@@ -98,7 +98,8 @@ def download_data(
 
         result = fetch_dataset(dest, url=url or DEFAULT_URL, sha256=sha256, source=source, force=force, progress=on_bytes)
     if result.already_complete:
-        console.print(f"{dest} is already complete and verified; nothing downloaded (use --force to fetch again)")
+        console.print(f"already complete and verified: {dest}; nothing downloaded (use --force to fetch again)",
+                      soft_wrap=True, highlight=False)
     table = Table(title=f"{dest}")
     table.add_column("split")
     table.add_column("images", justify="right")
