@@ -6,6 +6,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -81,7 +82,9 @@ def load_torchscript_predictor(path: Path, detector: str | None, device: torch.d
         raise FkdError(f"{path}: no such model file")
     extra = {f"{PREPROCESS_KEY}.json": "", f"{META_KEY}.json": ""}
     try:
-        module = torch.jit.load(str(path), map_location=device, _extra_files=extra)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            module = torch.jit.load(str(path), map_location=device, _extra_files=extra)
     except Exception as exc:  # torch raises RuntimeError or ValueError on non-TorchScript files
         raise FkdError(f"{path}: not a readable TorchScript model ({str(exc).splitlines()[0][:120]})") from None
     if not extra[f"{PREPROCESS_KEY}.json"]:
@@ -168,9 +171,11 @@ def _write_onnx(model, pp: Preprocess, meta: dict, target: Path, opset: int, che
     dummy = torch.zeros(1, pp.channels, pp.input_size, pp.input_size)
     buffer = io.BytesIO()
     try:
-        torch.onnx.export(model, dummy, buffer, input_names=["input"], output_names=["keypoints"],
-                          dynamic_axes={"input": {0: "batch"}, "keypoints": {0: "batch"}}, opset_version=opset,
-                          dynamo=False)
+        with warnings.catch_warnings():  # the TorchScript-based exporter warns that it is the old one
+            warnings.simplefilter("ignore")
+            torch.onnx.export(model, dummy, buffer, input_names=["input"], output_names=["keypoints"],
+                              dynamic_axes={"input": {0: "batch"}, "keypoints": {0: "batch"}}, opset_version=opset,
+                              dynamo=False)
     except Exception as exc:  # the exporter's errors are many and varied
         raise FkdError(f"ONNX export failed at opset {opset}: {str(exc).splitlines()[0][:200]}") from None
     proto = onnx.load_from_string(buffer.getvalue())
@@ -189,15 +194,20 @@ def _write_onnx(model, pp: Preprocess, meta: dict, target: Path, opset: int, che
 
 def _write_torchscript(model, pp: Preprocess, meta: dict, target: Path, opset: int, check: bool) -> ExportResult:
     dummy = torch.zeros(2, pp.channels, pp.input_size, pp.input_size)
-    with torch.inference_mode(False), torch.no_grad():
+    with torch.no_grad(), warnings.catch_warnings():  # TorchScript is deprecated upstream, still what C++/mobile load
+        warnings.simplefilter("ignore")
         traced = torch.jit.trace(model, dummy, check_trace=False)
     extra = {f"{PREPROCESS_KEY}.json": json.dumps(pp.to_dict()), f"{META_KEY}.json": json.dumps(meta)}
     buffer = io.BytesIO()
-    torch.jit.save(traced, buffer, _extra_files=extra)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.jit.save(traced, buffer, _extra_files=extra)
     result = ExportResult(target, "torchscript")
     if check:
         buffer.seek(0)
-        loaded = torch.jit.load(buffer)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            loaded = torch.jit.load(buffer)
         result.parity = parity(model, TorchBackend(loaded, torch.device("cpu"), "torchscript"), pp)
         _enforce(result)
     atomic_write(target, lambda tmp: Path(tmp).write_bytes(buffer.getvalue()))

@@ -1,0 +1,170 @@
+"""`fkd predict`: inputs of every kind, bad files, output schemas, and a real photograph."""
+
+import csv
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from fkd_cli import load_model
+from fkd_cli.inference import bundled_model_path
+
+from .conftest import invoke, one_line_error
+
+
+@pytest.fixture
+def photos(tmp_path, dataset) -> Path:
+    """A folder of good images in several modes, one sub-folder, and some bad files."""
+    folder = tmp_path / "photos"
+    (folder / "sub").mkdir(parents=True)
+    sources = sorted((dataset / "test").iterdir())[:3]
+    rgba = Image.open(sources[0])
+    rgba.save(folder / "rgba.png")
+    rgba.convert("L").save(folder / "grey.jpg")
+    rgba.convert("P").save(folder / "palette.gif")
+    rgba.convert("CMYK").save(folder / "cmyk.jpg")
+    Image.open(sources[1]).save(folder / "sub" / "nested.png")
+    return folder
+
+
+def _bad_files(folder: Path) -> None:
+    (folder / "empty.png").write_bytes(b"")
+    (folder / "notes.png").write_text("not an image")
+    good = (folder / "rgba.png").read_bytes()
+    (folder / "truncated.png").write_bytes(good[: len(good) // 3])
+
+
+def test_folder_json_csv_schema(tiny_run, photos, tmp_path):
+    out_json, out_csv = tmp_path / "r.json", tmp_path / "r.csv"
+    result = invoke("predict", photos, "--model", tiny_run / "model.pth", "--detector", "none", "--json", out_json,
+                    "--csv", out_csv, "--out", tmp_path / "drawn")
+    assert result.exit_code == 0, result.output
+    report = json.loads(out_json.read_text())
+    assert set(report) >= {"model", "detector", "images"} and report["detector"] == "none"
+    assert len(report["images"]) == 4  # not the sub-folder without --recursive
+    for item in report["images"]:
+        assert set(item) >= {"path", "width", "height", "faces", "error"} and item["error"] is None
+        (face,) = item["faces"]
+        assert set(face) == {"box", "score", "keypoints"} and len(face["keypoints"]) == 68
+        assert len(face["box"]) == 4 and all(len(p) == 2 for p in face["keypoints"])
+    rows = list(csv.reader(out_csv.open()))
+    assert rows[0][:6] == ["path", "face", "box_x0", "box_y0", "box_x1", "box_y1"] and rows[0][-1] == "y67"
+    assert len(rows) == 5 and len(rows[1]) == 6 + 136
+    assert len(list((tmp_path / "drawn").glob("*.png"))) == 4
+
+
+def test_recursive_and_globs(tiny_run, photos, tmp_path):
+    out = tmp_path / "r.json"
+    args = ("--model", tiny_run / "model.pth", "--detector", "none", "--no-draw", "--json", out)
+    assert invoke("predict", photos, "--recursive", *args).exit_code == 0
+    assert len(json.loads(out.read_text())["images"]) == 5
+    assert invoke("predict", str(photos / "*.jpg"), *args).exit_code == 0
+    assert sorted(Path(i["path"]).name for i in json.loads(out.read_text())["images"]) == ["cmyk.jpg", "grey.jpg"]
+    assert "matches no file" in one_line_error(invoke("predict", str(photos / "*.tif"), *args))
+    assert "no such file" in one_line_error(invoke("predict", photos / "nope.png", *args))
+
+
+def test_bad_files_are_reported_and_the_rest_written(tiny_run, photos, tmp_path):
+    _bad_files(photos)
+    out = tmp_path / "r.json"
+    result = invoke("predict", photos, "--model", tiny_run / "model.pth", "--detector", "none", "--json", out,
+                    "--out", tmp_path / "drawn")
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    report = {Path(i["path"]).name: i for i in json.loads(out.read_text())["images"]}
+    for bad in ("empty.png", "notes.png", "truncated.png"):
+        assert report[bad]["error"] and bad in report[bad]["error"] and report[bad]["faces"] == []
+    for good in ("rgba.png", "grey.jpg", "palette.gif", "cmyk.jpg"):
+        assert report[good]["error"] is None and len(report[good]["faces"]) == 1
+    assert len(list((tmp_path / "drawn").glob("*.png"))) == 4
+
+
+def test_decompression_bomb_is_a_per_file_error(tiny_run, tmp_path):
+    from fkd_cli import data
+
+    folder = tmp_path / "in"
+    folder.mkdir()
+    Image.new("L", (12000, 9000)).save(folder / "huge.png")  # 108 Mpx: over the limit
+    Image.new("RGB", (64, 64), (90, 60, 50)).save(folder / "ok.png")
+    out = tmp_path / "r.json"
+    result = invoke("predict", folder, "--model", tiny_run / "model.pth", "--detector", "none", "--json", out, "--no-draw")
+    assert result.exit_code == 1
+    report = {Path(i["path"]).name: i for i in json.loads(out.read_text())["images"]}
+    assert "decompression bomb" in report["huge.png"]["error"] and report["ok.png"]["error"] is None
+    assert data.MAX_IMAGE_PIXELS == 100_000_000
+
+
+def test_16_bit_and_large_images_keep_original_pixels(tiny_run, tmp_path):
+    folder = tmp_path / "in"
+    folder.mkdir()
+    arr = (np.linspace(0, 65535, 300 * 200).reshape(200, 300)).astype(np.uint16)
+    Image.fromarray(arr).save(folder / "sixteen.png")
+    model = load_model(tiny_run / "model.pth", detector="none")
+    entry = model.predict(folder / "sixteen.png")
+    assert entry["width"] == 300 and entry["height"] == 200 and len(entry["faces"][0]["keypoints"]) == 68
+
+
+def test_output_folder_is_never_overwritten(tiny_run, photos, tmp_path):
+    args = ("predict", photos / "rgba.png", "--model", tiny_run / "model.pth", "--detector", "none", "--out", tmp_path / "o")
+    assert invoke(*args).exit_code == 0 and invoke(*args).exit_code == 0
+    assert (tmp_path / "o" / "rgba.png").is_file() and (tmp_path / "o2" / "rgba.png").is_file()
+
+
+def test_missing_json_folder_is_one_line(tiny_run, photos, tmp_path):
+    text = one_line_error(invoke("predict", photos, "--model", tiny_run / "model.pth", "--json", tmp_path / "no" / "r.json"))
+    assert "does not exist" in text
+
+
+# ---- the bundled model on a real photograph -------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def astronaut(tmp_path_factory) -> Path:
+    skimage_data = pytest.importorskip("skimage.data")
+    path = tmp_path_factory.mktemp("photo") / "astronaut.png"
+    Image.fromarray(skimage_data.astronaut()).save(path)
+    return path
+
+
+def _check_face(face, width):
+    x0, y0, x1, y1 = face["box"]
+    pts = torch.tensor(face["keypoints"])
+    assert pts.shape == (68, 2)
+    pad = 0.25 * (x1 - x0)
+    assert (pts[:, 0] > x0 - pad).all() and (pts[:, 0] < x1 + pad).all()
+    assert (pts[:, 1] > y0 - pad).all() and (pts[:, 1] < y1 + pad).all()
+    eyes_y = pts[36:48, 1].mean()
+    nose_y = pts[30, 1]
+    mouth_y = pts[48:68, 1].mean()
+    assert eyes_y < nose_y < mouth_y  # eyes above the nose above the mouth
+    return pts
+
+
+def test_bundled_model_on_a_real_photograph(astronaut):
+    assert bundled_model_path().is_file()
+    model = load_model()
+    entry = model.predict(astronaut)
+    assert entry["width"] == 512 and len(entry["faces"]) == 1
+    pts = _check_face(entry["faces"][0], 512)
+    # the subject's right eye (points 36-41) is on the image's left: not swapped
+    assert pts[36:42, 0].mean() < pts[42:48, 0].mean()
+    assert pts[0, 0] < pts[16, 0] and pts[48, 0] < pts[54, 0]
+
+
+def test_exif_orientation_is_applied(astronaut, tmp_path):
+    """Stored sideways with an EXIF 'rotate 90' tag: the points are in the upright image's pixels."""
+    upright = Image.open(astronaut).convert("RGB")
+    stored = upright.transpose(Image.Transpose.ROTATE_90)  # what a sideways camera writes
+    exif = Image.Exif()
+    exif[0x0112] = 6  # orientation: rotate 90 CW to display
+    path = tmp_path / "sideways.jpg"
+    stored.save(path, exif=exif, quality=95)
+    model = load_model()
+    reference = torch.tensor(model.predict(astronaut)["faces"][0]["keypoints"])
+    entry = model.predict(path)
+    assert (entry["width"], entry["height"]) == upright.size
+    (face,) = entry["faces"]
+    pts = _check_face(face, entry["width"])
+    assert (pts - reference).norm(dim=1).mean() < 4.0  # the points followed the rotation
