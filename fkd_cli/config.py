@@ -49,6 +49,7 @@ class Config:
     # --- model ---
     model: str = "fkdnet"  # architecture name (see fkd_cli.models.MODELS)
     width: int = 32  # base channel count for our own architectures
+    head_hidden: int = 256  # fkdnet: width of the hidden layer of the regression head (0 = linear head)
     dropout: float = 0.0  # dropout before the regression head
     # --- optimisation ---
     epochs: int = 20

@@ -170,6 +170,16 @@ class StopRequest:
     def _handle(self, signum, frame):
         self.requested = True
 
+    def should_stop(self, dist_info: "DistInfo", device: torch.device) -> bool:
+        """Under DDP every rank must stop at the same batch, or the others hang in an all-reduce."""
+        if dist_info.world > 1:
+            import torch.distributed as dist
+
+            flag = torch.tensor([1.0 if self.requested else 0.0], device=device)  # NCCL reduces only on the GPU
+            dist.all_reduce(flag, op=dist.ReduceOp.MAX)
+            self.requested = bool(flag.item())
+        return self.requested
+
     def __exit__(self, *exc):
         for sig, handler in self._previous.items():
             signal.signal(sig, handler)
@@ -333,7 +343,7 @@ def train(cfg: Config, data_dir: Path, out_dir: Path | None = None, resume: Path
                 total += loss.item() * len(x)
                 count += len(x)
                 reporter.batch(epoch, index, loss.item())
-                if stop.requested:
+                if stop.should_stop(dist_info, dev):
                     break
             if stop.requested:
                 stopped = True

@@ -78,7 +78,8 @@ class FkdNet(nn.Module):
     """Our face-crop regressor: a small ResNet at 1/4..1/16 resolution, then a fully connected head
     on the flattened final grid (flattening keeps *where* features are, which coordinates need)."""
 
-    def __init__(self, num_keypoints: int, in_channels: int, input_size: int, dropout: float = 0.0, width: int = 32):
+    def __init__(self, num_keypoints: int, in_channels: int, input_size: int, dropout: float = 0.0, width: int = 32,
+                 hidden: int = 0):
         super().__init__()
         w = width
         self.features = nn.Sequential(
@@ -92,13 +93,63 @@ class FkdNet(nn.Module):
             nn.Conv2d(4 * w, 2 * w, 1, bias=False), nn.BatchNorm2d(2 * w), nn.ReLU(inplace=True),
         )
         flat = _flat_features(self.features, in_channels, input_size)
-        self.head = nn.Sequential(nn.Flatten(), nn.Dropout(dropout), nn.Linear(flat, 2 * num_keypoints))
+        # a hidden layer lets the head model the face's global shape, not just map features linearly
+        layers = [nn.Linear(flat, hidden), nn.ReLU(inplace=True), nn.Linear(hidden, 2 * num_keypoints)] if hidden else [
+            nn.Linear(flat, 2 * num_keypoints)]
+        self.head = nn.Sequential(nn.Flatten(), nn.Dropout(dropout), *layers)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.head(self.features(x))
 
 
+class SoftArgmax2d(nn.Module):
+    """Heatmaps (N, K, H, W) -> expected (x, y) per map in [-1, 1] crop units (integral regression).
+
+    Differentiable and sub-pixel: the network learns where, not a number out of a dense layer.
+    """
+
+    def __init__(self, height: int, width: int, beta: float = 1.0):
+        super().__init__()
+        xs = (torch.arange(width, dtype=torch.float32) + 0.5) / width * 2 - 1
+        ys = (torch.arange(height, dtype=torch.float32) + 0.5) / height * 2 - 1
+        self.register_buffer("xs", xs, persistent=False)
+        self.register_buffer("ys", ys, persistent=False)
+        self.beta = beta
+
+    def forward(self, heatmaps: torch.Tensor) -> torch.Tensor:
+        n, k, h, w = heatmaps.shape
+        prob = torch.softmax(heatmaps.reshape(n, k, h * w) * self.beta, dim=-1).reshape(n, k, h, w)
+        x = (prob.sum(dim=2) * self.xs).sum(dim=-1)
+        y = (prob.sum(dim=3) * self.ys).sum(dim=-1)
+        return torch.stack((x, y), dim=-1).reshape(n, 2 * k)
+
+
+class FkdHeatmapNet(nn.Module):
+    """Our heatmap regressor: a small encoder to 1/16, decoded back to a 1/4-resolution grid with a
+    skip connection, one heatmap per keypoint, soft-argmax to coordinates in [-1, 1].
+
+    Coordinates are in crop units (-1..1), so the config's targets must span [-1, 1] (the default).
+    """
+
+    def __init__(self, num_keypoints: int, in_channels: int, input_size: int, dropout: float = 0.0, width: int = 24):
+        super().__init__()
+        w = width
+        self.stem = nn.Sequential(conv_bn(in_channels, w, 2), conv_bn(w, 2 * w, 2), Residual(2 * w))  # 1/4
+        self.down = nn.Sequential(conv_bn(2 * w, 4 * w, 2), Residual(4 * w), conv_bn(4 * w, 4 * w, 2), Residual(4 * w))  # 1/16
+        self.lateral = nn.Sequential(nn.Conv2d(2 * w, 4 * w, 1, bias=False), nn.BatchNorm2d(4 * w))
+        self.fuse = nn.Sequential(nn.ReLU(inplace=True), nn.Dropout2d(dropout), conv_bn(4 * w, 4 * w))
+        self.heatmaps = nn.Conv2d(4 * w, num_keypoints, 1)
+        side = -(-input_size // 4)
+        self.soft_argmax = SoftArgmax2d(side, side)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        fine = self.stem(x)
+        coarse = nn.functional.interpolate(self.down(fine), size=fine.shape[-2:], mode="nearest")
+        return self.soft_argmax(self.heatmaps(self.fuse(coarse + self.lateral(fine))))
+
+
 MODELS: dict[str, Callable[..., nn.Module]] = {
+    "fkdnet-hm": FkdHeatmapNet,
     "seed-first": SeedFirst,
     "seed-final": SeedFinal,
     "fkdnet": FkdNet,
@@ -108,8 +159,10 @@ MODELS: dict[str, Callable[..., nn.Module]] = {
 def model_kwargs(name: str, cfg) -> dict:
     """The architecture arguments a config implies (saved in the checkpoint to rebuild the model)."""
     kwargs = {"in_channels": cfg.channels, "input_size": cfg.input_size, "dropout": cfg.dropout}
-    if name == "fkdnet":
+    if name in ("fkdnet", "fkdnet-hm"):
         kwargs["width"] = cfg.width
+    if name == "fkdnet":
+        kwargs["hidden"] = cfg.head_hidden
     return kwargs
 
 
