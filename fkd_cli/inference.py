@@ -180,7 +180,9 @@ def image_entry(path, image: torch.Tensor | None, faces: list[FaceResult], error
 
 
 def predictor_from_checkpoint(data: dict, source: str, detector: str | None, device: str) -> Predictor:
-    model = build_from_checkpoint(data)
+    from .models import fuse_for_inference
+
+    model = fuse_for_inference(build_from_checkpoint(data))
     pp = Preprocess.from_dict(data["preprocess"])
     backend = TorchBackend(model, pick_device(device))
     info = {"arch": data["arch"], "metrics": data.get("metrics", {}), "config": data.get("config", {})}

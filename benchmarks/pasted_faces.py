@@ -1,0 +1,94 @@
+"""Faces inside larger photos: paste each dev `test/` frame at several scales and places into a
+larger canvas, then evaluate through the default path (Haar detector, calibrated crop, model).
+
+    python benchmarks/pasted_faces.py --data-dir data [--model PATH] [--out pasted]
+
+Writes the pasted set in the official layout (`OUT/test/`, `OUT/test_frames_keypoints.csv`), so it
+can also be fed to `fkd evaluate --data-dir OUT`. Prints, per scale and overall: faces found
+(detector recall), NME, FR@10%.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image, ImageFilter
+
+SCALES = (0.6, 1.0, 1.6, 2.4)
+CANVAS = (960, 720)
+
+
+def make_canvas(rng: np.random.Generator, donors: list[Path]) -> Image.Image:
+    """A photo-like background: another frame, enlarged and blurred, with a colour cast."""
+    donor = Image.open(donors[rng.integers(len(donors))]).convert("RGB").resize(CANVAS)
+    donor = donor.filter(ImageFilter.GaussianBlur(12))
+    tint = Image.new("RGB", CANVAS, tuple(int(v) for v in rng.integers(40, 200, 3)))
+    return Image.blend(donor, tint, 0.4)
+
+
+def build(data_dir: Path, out: Path, seed: int = 0) -> Path:
+    from fkd_cli.data import read_split
+
+    split = read_split(data_dir, "test")
+    rng = np.random.default_rng(seed)
+    (out / "test").mkdir(parents=True, exist_ok=True)
+    k = split.num_keypoints
+    lines = ["," + ",".join(str(i) for i in range(2 * k))]
+    for index, (path, points) in enumerate(zip(split.paths, split.keypoints)):
+        scale = SCALES[index % len(SCALES)]
+        frame = Image.open(path).convert("RGB")
+        size = (max(1, round(frame.width * scale)), max(1, round(frame.height * scale)))
+        frame = frame.resize(size, Image.Resampling.BICUBIC)
+        canvas = make_canvas(rng, split.paths)
+        x0 = int(rng.integers(0, max(1, CANVAS[0] - size[0])))
+        y0 = int(rng.integers(0, max(1, CANVAS[1] - size[1])))
+        canvas.paste(frame, (x0, y0))
+        moved = points.numpy() * [size[0] / path_size(path)[0], size[1] / path_size(path)[1]] + [x0, y0]
+        name = f"pasted_{index:04d}_x{scale}.png"
+        canvas.save(out / "test" / name)
+        lines.append(name + "," + ",".join(f"{v:.2f}" for v in moved.reshape(-1)))
+    (out / "test_frames_keypoints.csv").write_text("\n".join(lines) + "\n")
+    (out / "training").mkdir(exist_ok=True)
+    (out / "training_frames_keypoints.csv").write_text(lines[0] + "\n")
+    return out
+
+
+def path_size(path: Path) -> tuple[int, int]:
+    with Image.open(path) as img:
+        return img.size
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data-dir", type=Path, default=Path("data"))
+    parser.add_argument("--model", type=Path, default=None)
+    parser.add_argument("--out", type=Path, default=Path("pasted"))
+    args = parser.parse_args()
+
+    from fkd_cli.data import ImageCache, read_split
+    from fkd_cli.engine import evaluate
+    from fkd_cli.inference import load_predictor
+    from fkd_cli.metrics import failure_rate
+
+    if not (args.out / "test_frames_keypoints.csv").exists():
+        build(args.data_dir, args.out)
+    split = read_split(args.out, "test")
+    predictor = load_predictor(args.model, device="cpu")
+    result = evaluate(predictor, ImageCache(split.paths), split.keypoints, "detector")
+    scales = torch.tensor([float(p.stem.split("_x")[1]) for p in split.paths])
+    print(f"model: {predictor.source}; {len(split.paths)} faces pasted into {CANVAS[0]}x{CANVAS[1]} photos")
+    print(f"{'scale':>6} {'faces':>6} {'found':>6} {'NME %':>7} {'FR@10 %':>8}")
+    for scale in SCALES:
+        mask = scales == scale
+        nme = result.nme[mask]
+        print(f"{scale:>6} {int(mask.sum()):>6} {'-':>6} {100 * nme.mean():>7.2f} {100 * failure_rate(nme, 0.10):>8.2f}")
+    found = len(split.paths) - result.missed
+    print(f"{'all':>6} {len(split.paths):>6} {found:>6} {100 * result.metrics['nme']:>7.2f} {100 * result.metrics['fr_10']:>8.2f}")
+    print(f"faces found: {found}/{len(split.paths)} ({100 * found / len(split.paths):.1f}%)")
+
+
+if __name__ == "__main__":
+    main()
