@@ -1,28 +1,44 @@
 """Measure how a detector's boxes relate to the landmark boxes, so its boxes can be turned into the
-crop the model was trained on. The rule is stored in the checkpoint."""
+crop the model was trained on. The rule is stored in the checkpoint; the detections themselves
+are used as training crops, so the model learns from the boxes it will be given."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 
-from .detect import build_detector, match_detection
+from .detect import Detection, build_detector, match_detection
 from .framing import DetectorRule
 
 MIN_SAMPLES = 10
 
 
-def calibrate_rule(detector_name: str, images, keypoints: torch.Tensor, max_images: int = 300, seed: int = 0) -> DetectorRule:
-    """Median offset and scale between matched detections and landmark boxes on (a sample of) the training set.
+@dataclass
+class Calibration:
+    rule: DetectorRule
+    detections: list[Detection | None]  # the matched detection of each image measured (None: missed)
+
+
+def detect_matched(detector_name: str, images, keypoints: torch.Tensor, progress=None) -> list[Detection | None]:
+    """Run the detector on every image and keep the detection that holds the annotated face."""
+    detector = build_detector(detector_name)
+    out = []
+    for i in range(len(images)):
+        out.append(match_detection(detector.detect(images[i]), keypoints[i]))
+        if progress is not None:
+            progress(i + 1, len(images))
+    return out
+
+
+def fit_rule(detector_name: str, detections: list[Detection | None], keypoints: torch.Tensor) -> DetectorRule:
+    """Median offset and scale between matched detections and landmark boxes.
 
     With too few matches (e.g. synthetic images a detector cannot see) the identity rule is kept
     and `samples` says how many were measured.
     """
-    detector = build_detector(detector_name)
-    order = torch.randperm(len(images), generator=torch.Generator().manual_seed(seed))[:max_images].tolist()
     dx, dy, scale = [], [], []
-    for i in order:
-        points = keypoints[i]
-        detection = match_detection(detector.detect(images[i]), points)
+    for detection, points in zip(detections, keypoints):
         if detection is None:
             continue
         x0, y0, x1, y1 = detection.box
@@ -36,3 +52,8 @@ def calibrate_rule(detector_name: str, images, keypoints: torch.Tensor, max_imag
         return DetectorRule(detector=detector_name, samples=len(scale))
     median = lambda values: float(torch.tensor(values).median())  # noqa: E731 - robust to the odd bad match
     return DetectorRule(detector=detector_name, dx=median(dx), dy=median(dy), scale=median(scale), samples=len(scale))
+
+
+def calibrate(detector_name: str, images, keypoints: torch.Tensor, progress=None) -> Calibration:
+    detections = detect_matched(detector_name, images, keypoints, progress)
+    return Calibration(fit_rule(detector_name, detections, keypoints), detections)

@@ -179,8 +179,10 @@ class ImageCache:
 class KeypointDataset(Dataset):
     """Crops, augments and normalises one face per image; targets are in the checkpoint's units."""
 
-    def __init__(self, images: ImageCache, keypoints: torch.Tensor, pp: Preprocess, cfg: Config, train: bool):
+    def __init__(self, images: ImageCache, keypoints: torch.Tensor, pp: Preprocess, cfg: Config, train: bool,
+                 detector_boxes: list | None = None):
         self.images, self.keypoints, self.pp, self.cfg, self.train = images, keypoints, pp, cfg, train
+        self.detector_boxes = detector_boxes  # calibrated detector crops per image (None where it missed)
         photometric = []
         if train and cfg.color_jitter > 0:
             s = cfg.color_jitter
@@ -193,7 +195,7 @@ class KeypointDataset(Dataset):
     def __len__(self) -> int:
         return len(self.images)
 
-    def _box(self, image: torch.Tensor, points: torch.Tensor) -> tuple[int, int, int]:
+    def _box(self, index: int, image: torch.Tensor, points: torch.Tensor) -> tuple[int, int, int]:
         height, width = image.shape[-2:]
         if self.pp.framing == "frame":
             left, top, side = frame_box(width, height, self.pp)
@@ -204,16 +206,21 @@ class KeypointDataset(Dataset):
         left, top, side = box_from_points(points, self.pp.face_margin)
         if not self.train:
             return left, top, side
-        # detector-like jitter: a detector's box is never exactly the landmark box
+        scale_jitter, shift_jitter = self.cfg.scale_jitter, self.cfg.shift_jitter
+        detected = self.detector_boxes[index] if self.detector_boxes is not None else None
+        if detected is not None and torch.rand(()) < self.cfg.detector_box_prob:
+            # the first pass at inference sees the detector's crop: train on exactly those, lightly jittered
+            (left, top, side), scale_jitter, shift_jitter = detected, scale_jitter / 3, shift_jitter / 3
+        # jitter: neither a detector's box nor our own landmarks' box is ever exactly the true one
         u = torch.rand(3) * 2 - 1
-        scale = math.exp(float(u[0]) * math.log1p(self.cfg.scale_jitter))
-        cx = left + side / 2 + float(u[1]) * self.cfg.shift_jitter * side
-        cy = top + side / 2 + float(u[2]) * self.cfg.shift_jitter * side
+        scale = math.exp(float(u[0]) * math.log1p(scale_jitter))
+        cx = left + side / 2 + float(u[1]) * shift_jitter * side
+        cy = top + side / 2 + float(u[2]) * shift_jitter * side
         return square(cx, cy, side * scale)
 
     def __getitem__(self, index: int):
         image, points = self.images[index], self.keypoints[index]
-        box = self._box(image, points)
+        box = self._box(index, image, points)
         img, kp = crop(image, box, self.pp.input_size, points)
         if self.rotate is not None:
             img, kp = self.rotate(img, kp)

@@ -19,7 +19,7 @@ from .config import Config, config_from_dict, config_to_dict, dump_config
 from .data import ImageCache, KeypointDataset, Split, read_split, train_val_split
 from .detect import match_detection
 from .errors import FkdError
-from .framing import Preprocess, box_from_points
+from .framing import Preprocess, box_from_detection, box_from_points
 from .inference import Predictor, TorchBackend, pick_device
 from .metrics import per_image_nme, summarize
 from .models import build_model, model_kwargs
@@ -252,14 +252,19 @@ def train(cfg: Config, data_dir: Path, out_dir: Path | None = None, resume: Path
     train_images = ImageCache(train_split.paths).load_all()
     val_images = ImageCache(val_split.paths).load_all()
 
+    detector_boxes = None
     if state is not None:
         pp = Preprocess.from_dict(state["preprocess"])
-    elif pp.framing == "face" and pp.rule.detector != "none":
-        from .calibrate import calibrate_rule
+    if pp.framing == "face" and pp.rule.detector != "none":
+        from .calibrate import calibrate
 
-        pp.rule = calibrate_rule(pp.rule.detector, train_images, train_split.keypoints)
+        # the detector runs once per training image: its boxes set the rule and serve as crops
+        calibration = calibrate(pp.rule.detector, train_images, train_split.keypoints)
+        if state is None:
+            pp.rule = calibration.rule
+        detector_boxes = [None if d is None else box_from_detection(d.box, pp) for d in calibration.detections]
         reporter.message(
-            f"detector rule ({pp.rule.detector}) measured on {pp.rule.samples} training faces: "
+            f"detector rule ({pp.rule.detector}) measured on {pp.rule.samples} of {len(train_images)} training faces: "
             f"dx={pp.rule.dx:+.3f} dy={pp.rule.dy:+.3f} scale={pp.rule.scale:.3f}"
         )
 
@@ -272,7 +277,7 @@ def train(cfg: Config, data_dir: Path, out_dir: Path | None = None, resume: Path
     if dist_info.world > 1:
         net = nn.parallel.DistributedDataParallel(model, device_ids=[dev.index] if dev.type == "cuda" else None)
 
-    dataset = KeypointDataset(train_images, train_split.keypoints, pp, cfg, train=True)
+    dataset = KeypointDataset(train_images, train_split.keypoints, pp, cfg, train=True, detector_boxes=detector_boxes)
     if cfg.batch_size % dist_info.world:
         raise FkdError(f"batch_size {cfg.batch_size} must divide by the {dist_info.world} processes")
     per_rank_batch = cfg.batch_size // dist_info.world
