@@ -44,6 +44,7 @@ class Config:
     scale_jitter: float = 0.1  # crop side multiplied by up to 1 +/- this
     shift_jitter: float = 0.05  # crop centre moved by up to this share of the crop side
     detector_box_prob: float = 0.5  # face framing: share of training crops cut from the detector's calibrated box
+    whole_image_prob: float = 0.0  # face framing: share of training crops that are the whole image (no face found)
     flip: bool = True  # random horizontal flip with left/right index swap
     color_jitter: float = 0.2  # brightness/contrast/saturation strength; 0 = off
     grayscale_prob: float = 0.0  # chance of turning a training crop grey

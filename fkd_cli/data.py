@@ -18,7 +18,16 @@ from torchvision.transforms.v2 import functional as F
 
 from .config import Config
 from .errors import FkdError
-from .framing import Preprocess, box_from_points, crop, crop_points_to_targets, frame_box, square, to_input
+from .framing import (
+    Preprocess,
+    box_from_points,
+    crop,
+    crop_points_to_targets,
+    frame_box,
+    square,
+    to_input,
+    whole_image_box,
+)
 
 SPLIT_FILES = {"training": "training_frames_keypoints.csv", "test": "test_frames_keypoints.csv"}
 MAX_IMAGE_PIXELS = 100_000_000  # a larger image is treated as a decompression bomb
@@ -208,7 +217,13 @@ class KeypointDataset(Dataset):
             return left, top, side
         scale_jitter, shift_jitter = self.cfg.scale_jitter, self.cfg.shift_jitter
         detected = self.detector_boxes[index] if self.detector_boxes is not None else None
-        if detected is not None and torch.rand(()) < self.cfg.detector_box_prob:
+        draw = float(torch.rand(()))
+        if draw < self.cfg.whole_image_prob:
+            # now and then the whole frame, as when no face was detected: the model learns to find
+            # the face roughly, and the re-crop passes take it from there
+            height, width = image.shape[-2:]
+            left, top, side = whole_image_box(width, height)
+        elif detected is not None and draw < self.cfg.whole_image_prob + self.cfg.detector_box_prob:
             # the first pass at inference sees the detector's crop: train on exactly those, lightly jittered
             (left, top, side), scale_jitter, shift_jitter = detected, scale_jitter / 3, shift_jitter / 3
         # jitter: neither a detector's box nor our own landmarks' box is ever exactly the true one

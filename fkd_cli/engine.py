@@ -65,7 +65,7 @@ def evaluate(predictor: Predictor, images: ImageCache, keypoints: torch.Tensor, 
     if boxes not in ("detector", "gt"):
         raise FkdError(f"--boxes {boxes}: choose detector or gt")
     pp = predictor.pp
-    initial, missed, all_images = [], 0, []
+    initial, missed, all_images, whole_image = [], 0, [], []
     for i in range(len(images)):
         image = images[i]
         all_images.append(image)
@@ -76,10 +76,11 @@ def evaluate(predictor: Predictor, images: ImageCache, keypoints: torch.Tensor, 
         else:
             detection = match_detection(predictor.detect(image), keypoints[i])
             missed += detection is None
+            whole_image.append(detection is None)
             initial.append(predictor.initial_box(image, detection))
         if progress is not None:
             progress(i + 1, len(images))
-    predictions = predictor.keypoints_in_boxes(all_images, initial)
+    predictions = predictor.keypoints_in_boxes(all_images, initial, whole_image)
     sizes = torch.tensor([list(img.shape[-2:]) for img in all_images], dtype=torch.float32)
     norm = pp.norm_points or [0, 1]
     metrics = summarize(predictions, keypoints, sizes, norm)

@@ -32,6 +32,7 @@ from .framing import (
 )
 
 Box = tuple[int, int, int]  # left, top, side of a square crop, in image pixels
+WHOLE_IMAGE_EXTRA_STEPS = 2
 
 
 def bundled_model_path() -> Path:
@@ -108,16 +109,24 @@ class Predictor:
             out.append(crop_points_to_image(points, torch.tensor([boxes[i] for i in chunk]), size))
         return torch.cat(out) if out else torch.zeros(0, self.num_keypoints, 2)
 
-    def keypoints_in_boxes(self, images: Sequence[torch.Tensor], boxes: Sequence[Box]) -> torch.Tensor:
+    def keypoints_in_boxes(self, images: Sequence[torch.Tensor], boxes: Sequence[Box],
+                           whole_image: Sequence[bool] | None = None) -> torch.Tensor:
         """Keypoints (N, K, 2) in image pixels for face i in `boxes[i]` of `images[i]`.
 
         After the first pass the crop is re-cut around the predicted landmarks, exactly as in
-        training (`refine_steps` times): the detector only has to be roughly right.
+        training (`refine_steps` times): the detector only has to be roughly right. Faces whose
+        box is the whole image (nothing detected) get `WHOLE_IMAGE_EXTRA_STEPS` more re-cuts, to
+        zoom in from the whole frame.
         """
         points = self._keypoints_once(images, boxes)
         for _ in range(self.pp.refine_steps):
             boxes = [box_from_points(p, self.pp.face_margin) for p in points]
             points = self._keypoints_once(images, boxes)
+        coarse = [i for i, flag in enumerate(whole_image or []) if flag] if self.pp.refine_steps else []
+        for _ in range(WHOLE_IMAGE_EXTRA_STEPS if coarse else 0):
+            subset = self._keypoints_once([images[i] for i in coarse],
+                                          [box_from_points(points[i], self.pp.face_margin) for i in coarse])
+            points[coarse] = subset
         return points
 
     # ---- whole images ----
