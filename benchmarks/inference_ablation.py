@@ -10,7 +10,6 @@ import argparse
 import time
 from pathlib import Path
 
-import torch
 
 
 def main() -> None:

@@ -12,7 +12,6 @@ import pandas as pd
 import torch
 from PIL import Image, ImageOps
 from torch.utils.data import Dataset
-from torchvision import tv_tensors
 from torchvision.transforms import v2
 from torchvision.transforms.v2 import functional as F
 
@@ -248,6 +247,3 @@ class KeypointDataset(Dataset):
         target = crop_points_to_targets(kp.as_subclass(torch.Tensor).float(), self.pp).reshape(-1)
         return x, target
 
-
-def as_keypoints(points: torch.Tensor, image: torch.Tensor) -> tv_tensors.KeyPoints:
-    return tv_tensors.KeyPoints(points, canvas_size=tuple(image.shape[-2:]))

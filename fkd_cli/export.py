@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import io
 import json
-import os
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -220,9 +219,3 @@ def _enforce(result: ExportResult) -> None:
         raise FkdError(f"{result.format} export disagrees with PyTorch by {worst:.2e} keypoint pixels (> {TOLERANCE_PX}); "
                        f"{result.path} was not written")
 
-
-def remove_quietly(path: Path) -> None:
-    try:
-        os.unlink(path)
-    except OSError:
-        pass

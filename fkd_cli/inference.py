@@ -6,7 +6,6 @@ and the export parity check all go through `Predictor.keypoints_in_boxes`.
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -217,8 +216,3 @@ def load_predictor(path: str | Path | None = None, detector: str | None = None, 
     data = load_checkpoint(path)
     return predictor_from_checkpoint(data, str(path), detector, device)
 
-
-def timed(fn, *args):
-    start = time.perf_counter()
-    result = fn(*args)
-    return result, time.perf_counter() - start

@@ -6,7 +6,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
 import torch
 
 from .conftest import FLIP_5, invoke, make_dataset, one_line_error

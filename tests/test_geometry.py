@@ -3,7 +3,6 @@
 import numpy as np
 import pytest
 import torch
-from torchvision.transforms.v2 import functional as F
 
 from fkd_cli.config import resolve_config
 from fkd_cli.data import ImageCache, KeypointDataset, decode_image
