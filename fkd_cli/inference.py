@@ -121,7 +121,7 @@ class Predictor:
         for _ in range(self.pp.refine_steps):
             boxes = [box_from_points(p, self.pp.face_margin) for p in points]
             points = self._keypoints_once(images, boxes)
-        coarse = [i for i, flag in enumerate(whole_image or []) if flag] if self.pp.refine_steps else []
+        coarse = [i for i, flag in enumerate(whole_image or []) if flag] if self.pp.framing == "face" else []
         for _ in range(WHOLE_IMAGE_EXTRA_STEPS if coarse else 0):
             subset = self._keypoints_once([images[i] for i in coarse],
                                           [box_from_points(points[i], self.pp.face_margin) for i in coarse])
