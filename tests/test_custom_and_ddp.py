@@ -89,7 +89,8 @@ def test_one_step_with_two_half_batches_equals_one_full_batch(tmp_path):
     # no randomness in the samples, no batch-dependent layers (BatchNorm), plain SGD: one step each
     sets = _sets(["epochs=1", "batch_size=8", "val_fraction=0", "model=seed-final", "dropout=0", "input_size=32",
                   "framing=face", "detector=none", "rotation=0", "scale_jitter=0", "shift_jitter=0", "flip=false",
-                  "color_jitter=0", "optimizer=sgd", "schedule=constant", "lr=0.5", "loss=mse"])
+                  "color_jitter=0", "whole_image_prob=0", "optimizer=sgd", "schedule=constant", "lr=0.5",
+                  "loss=mse"])
     single = _torchrun(1, "--config", "fkd-best", "--data-dir", data, "--out", tmp_path / "one", "--quiet", *sets, cwd=tmp_path)
     assert single.returncode == 0, single.stderr[-3000:]
     double = _torchrun(2, "--config", "fkd-best", "--data-dir", data, "--out", tmp_path / "two", "--quiet", *sets, cwd=tmp_path)
