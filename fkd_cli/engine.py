@@ -53,6 +53,7 @@ class EvalResult:
     count: int
     boxes: str
     paths: list = field(default_factory=list)
+    missed_mask: torch.Tensor | None = None  # (N,) True where no detection held the face
 
 
 def evaluate(predictor: Predictor, images: ImageCache, keypoints: torch.Tensor, boxes: str = "detector",
@@ -86,7 +87,8 @@ def evaluate(predictor: Predictor, images: ImageCache, keypoints: torch.Tensor, 
     metrics = summarize(predictions, keypoints, sizes, norm)
     metrics["missed"] = missed
     nme = per_image_nme(predictions, keypoints, norm)
-    return EvalResult(metrics, nme, predictions, missed, len(images), boxes, list(images.paths))
+    mask = torch.tensor(whole_image, dtype=torch.bool) if whole_image else torch.zeros(len(images), dtype=torch.bool)
+    return EvalResult(metrics, nme, predictions, missed, len(images), boxes, list(images.paths), mask)
 
 
 # ---- training ------------------------------------------------------------------------------------

@@ -44,10 +44,11 @@ class SeedFinal(nn.Module):
         for out, kernel in ((16, 5), (32, 3), (64, 3)):
             layers += [nn.Conv2d(channels, out, kernel), nn.ReLU(inplace=True), nn.MaxPool2d(2)]
             channels = out
-        # a fixed 6x6 grid keeps the head small (and the same) whatever the input size
-        self.features = nn.Sequential(*layers, nn.AdaptiveAvgPool2d(6))
+        # the full final map is flattened, as the original did: where a feature is matters for coordinates
+        self.features = nn.Sequential(*layers)
+        flat = _flat_features(self.features, in_channels, input_size)
         self.head = nn.Sequential(
-            nn.Flatten(), nn.Dropout(dropout), nn.Linear(channels * 36, 512), nn.ReLU(inplace=True),
+            nn.Flatten(), nn.Dropout(dropout), nn.Linear(flat, 512), nn.ReLU(inplace=True),
             nn.Dropout(dropout), nn.Linear(512, 2 * num_keypoints),
         )
 
