@@ -55,7 +55,7 @@ def main() -> None:
 
     print(f"model: {torch_predictor.source} ({torch_predictor.info.get('arch')}, input {pp.input_size}px, "
           f"{passes} crop{'s' if passes > 1 else ''} a face, flip TTA {'on' if pp.flip_tta else 'off'}: "
-          f"{calls} network call{'s' if calls > 1 else ''} a face), {args.threads} thread(s)")
+          f"{calls} network pass{'es' if calls > 1 else ''} a face), {args.threads} thread(s)")
     print(f"{'backend':<12} {'batch':>5} {'ms/crop':>8} {'ms/face':>8} {'dlib/ours':>10}")
     results = {}
     for name, predictor in backends.items():
@@ -86,7 +86,7 @@ def main() -> None:
         faces = sum(len(predictor.predict_faces(read_image(path))) for path in paths)
         seconds = time.perf_counter() - start
         print(f"end to end ({name}): {len(paths) / seconds:.1f} photos/s over {len(paths)} photos "
-              f"(decode + detect + {calls} network calls a face), {faces} faces")
+              f"(decode + detect + {calls} network passes a face), {faces} faces")
 
 
 if __name__ == "__main__":

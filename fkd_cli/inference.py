@@ -92,11 +92,12 @@ class Predictor:
 
     def run_inputs(self, inputs: torch.Tensor) -> torch.Tensor:
         """Normalised crops (N, C, S, S) -> crop pixels (N, K, 2), with flip TTA if the model asks for it."""
-        points = outputs_to_crop_points(self.backend(inputs), self.pp)
-        if self.pp.flip_tta:
-            mirrored = outputs_to_crop_points(self.backend(inputs.flip(-1)), self.pp)
-            points = (points + flip_crop_points(mirrored, self.pp)) / 2
-        return points
+        if not self.pp.flip_tta:
+            return outputs_to_crop_points(self.backend(inputs), self.pp)
+        # one call on crops and mirrored crops together: half the per-call overhead of two calls
+        both = outputs_to_crop_points(self.backend(torch.cat([inputs, inputs.flip(-1)])), self.pp)
+        points, mirrored = both[: len(inputs)], both[len(inputs):]
+        return (points + flip_crop_points(mirrored, self.pp)) / 2
 
     def _keypoints_once(self, images: Sequence[torch.Tensor], boxes: Sequence[Box]) -> torch.Tensor:
         out = []
