@@ -86,7 +86,7 @@ def test_resume_continues_to_the_configured_epochs(dataset, tmp_path):
     state["config"]["epochs"] = 2
     state["scheduler"]["total_steps"] = state["scheduler"]["total_steps"] * 2
     torch.save(state, run / "last.pth")
-    result = invoke("train", "--config", "fkd-best", "--resume", run / "last.pth", *args)
+    result = invoke("train", "--resume", run / "last.pth", *args)  # no --config: the run's own is used
     assert result.exit_code == 0, result.output
     history = pd.read_csv(run / "metrics.csv")
     assert list(history["epoch"]) == [1, 2]
@@ -127,6 +127,10 @@ def test_nan_loss_stops_with_a_clear_message(dataset, tmp_path):
                     *_sets(TINY + ["lr=1e30", "optimizer=sgd", "schedule=constant", "loss=mse"]))
     text = one_line_error(result)
     assert "diverged" in text
+
+
+def test_train_needs_a_config_or_resume(tmp_path):
+    assert "--config is required" in one_line_error(invoke("train", "--data-dir", tmp_path))
 
 
 def test_missing_data_dir_is_one_line(tmp_path):
