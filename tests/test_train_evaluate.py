@@ -101,8 +101,6 @@ def test_interrupted_run_saves_last_and_resumes_mid_epoch(dataset, tmp_path, mon
     from fkd_cli import engine
 
     calls = {"n": 0}
-    original = engine.RichTrainReporter if hasattr(engine, "RichTrainReporter") else None
-    del original
 
     class Interrupting(engine.SilentReporter):
         def batch(self, epoch, index, loss):
