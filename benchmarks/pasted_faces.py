@@ -1,5 +1,5 @@
 """Faces inside larger photos: paste each dev `test/` frame at several scales and places into a
-larger canvas, then evaluate through the default path (Haar detector, calibrated crop, model).
+larger canvas, then evaluate through the default path (the model's detector, calibrated crop, model).
 
     python benchmarks/pasted_faces.py --data-dir data [--model PATH] [--out pasted]
 
@@ -70,6 +70,7 @@ def main() -> None:
     parser.add_argument("--data-dir", type=Path, default=Path("data"))
     parser.add_argument("--model", type=Path, default=None)
     parser.add_argument("--out", type=Path, default=Path("pasted"))
+    parser.add_argument("--detector", default=None, help="default: the one the model was calibrated for")
     args = parser.parse_args()
 
     from fkd_cli.data import ImageCache, read_split
@@ -80,10 +81,10 @@ def main() -> None:
     if not (args.out / "test_frames_keypoints.csv").exists():
         build(args.data_dir, args.out)
     split = read_split(args.out, "test")
-    predictor = load_predictor(args.model, device="cpu")
+    predictor = load_predictor(args.model, detector=args.detector, device="cpu")
     result = evaluate(predictor, ImageCache(split.paths), split.keypoints, "detector")
     scales = torch.tensor([float(p.stem.split("_x")[1]) for p in split.paths])
-    print(f"model: {predictor.source}; {len(split.paths)} faces pasted into {CANVAS[0]}x{CANVAS[1]} photos")
+    print(f"model: {predictor.source}, detector {predictor.detector.name}; {len(split.paths)} faces pasted into {CANVAS[0]}x{CANVAS[1]} photos")
     print(f"{'scale':>6} {'faces':>6} {'found':>6} {'NME %':>7} {'FR@10 %':>8} {'NME % (found)':>14} {'FR@10 % (found)':>16}")
     found_mask = ~result.missed_mask
     for scale in list(SCALES) + ["all"]:

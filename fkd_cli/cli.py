@@ -39,8 +39,12 @@ class BoxSource(str, Enum):
 
 
 class DetectorName(str, Enum):
+    mtcnn = "mtcnn"
     haar = "haar"
     none = "none"
+
+
+DETECTOR_HELP = "The face detector; default: the one the model was calibrated for (mtcnn for the bundled model). haar: OpenCV's cascades; none: each image is one face crop."
 
 
 class ExportFormat(str, Enum):
@@ -157,6 +161,7 @@ def evaluate(
     json_out: Optional[Path] = typer.Option(None, "--json", help="Write the metrics as JSON here."),
     plot: Optional[Path] = typer.Option(None, "--plot", help="Write the cumulative error curve (PNG) here."),
     boxes: BoxSource = typer.Option(BoxSource.detector, "--boxes", help="detector: what `fkd predict` does; gt: oracle boxes from the landmarks."),
+    detector: Optional[DetectorName] = typer.Option(None, "--detector", help=DETECTOR_HELP),
     flip_tta: Optional[bool] = typer.Option(None, "--flip-tta/--no-flip-tta", help="Average with the mirrored crop (default: as the model was trained)."),
     device: Device = typer.Option(Device.auto, "--device"),
 ):
@@ -164,9 +169,11 @@ def evaluate(
     from .data import ImageCache, load_split
     from .engine import evaluate as run_evaluation
     from .inference import load_predictor
-    from .render import console, make_progress, metrics_table
+    from .render import console, err_console, make_progress, metrics_table
 
-    predictor = load_predictor(model, device=device.value)
+    predictor = load_predictor(model, detector=detector.value if detector else None, device=device.value)
+    for note in predictor.notes:
+        err_console.print(f"note: {note}", highlight=False, soft_wrap=True)
     if flip_tta is not None:
         if flip_tta and predictor.pp.flip_permutation is None:
             raise FkdError("--flip-tta: this model has no flip permutation (its keypoints have no left/right pairs)")
@@ -208,7 +215,7 @@ def predict(
     inputs: List[str] = typer.Argument(..., help="Image files, folders or glob patterns."),
     model: Optional[Path] = typer.Option(None, "--model", "-m", help="A .pth checkpoint, .onnx or TorchScript .pt; default: the bundled model."),
     out: Optional[Path] = typer.Option(None, "--out", help="Folder for annotated images; default runs/predict (never overwritten)."),
-    detector: Optional[DetectorName] = typer.Option(None, "--detector", help="haar (default), or none: each image is one face crop."),
+    detector: Optional[DetectorName] = typer.Option(None, "--detector", help=DETECTOR_HELP),
     json_out: Optional[Path] = typer.Option(None, "--json", help="Write all results as JSON here."),
     csv_out: Optional[Path] = typer.Option(None, "--csv", help="Write one row per face as CSV here."),
     no_draw: bool = typer.Option(False, "--no-draw", help="Do not write annotated images."),
@@ -224,6 +231,8 @@ def predict(
     from .inference import load_predictor
 
     predictor = load_predictor(model, detector=detector.value if detector else None, device=device.value)
+    for note in predictor.notes:
+        err_console.print(f"note: {note}", highlight=False, soft_wrap=True)
     predictor.batch_size = batch_size
     from .engine import unique_run_dir
 

@@ -36,7 +36,7 @@ class Config:
     target_scale: float | None = None  # None = input_size / 2, so targets span [-1, 1]
     mean: list[float] = field(default_factory=lambda: [0.5])  # per-channel normalisation (one value = all)
     std: list[float] = field(default_factory=lambda: [0.25])
-    detector: str = "haar"  # detector whose boxes the model is calibrated against ("none" to skip)
+    detector: str = "mtcnn"  # detector whose boxes the model is calibrated against ("none" to skip)
     refine_steps: int = 1  # re-crops from the predicted landmarks before the final prediction
     flip_tta: bool = False  # average with the prediction on the mirrored crop
     # --- augmentation (training only) ---
@@ -74,7 +74,7 @@ CHOICES = {
     "optimizer": ("adam", "adamw", "sgd"),
     "schedule": ("constant", "cosine", "onecycle"),
     "loss": ("mse", "l1", "smooth_l1", "wing"),
-    "detector": ("haar", "none"),
+    "detector": ("mtcnn", "haar", "none"),
     "channels": (1, 3),
 }
 

@@ -93,6 +93,43 @@ class HaarDetector:
         return out
 
 
+class MTCNNDetector:
+    """MTCNN (the default): finds faces down to about 20 px, frontal to near profile.
+
+    On the dev test frames and on the same faces pasted into larger photos it found every face
+    (see the README), where the Haar chain missed 1% and 4%. Images are resized to a working size
+    first, as for Haar: small frames enlarged, large photos shrunk (the P-Net pyramid grows with
+    the image). Faces smaller than `min_face_fraction` of the longest side are not looked for.
+    """
+
+    name = "mtcnn"
+
+    def __init__(self, min_side: int = 400, max_side: int = 1280, min_face_fraction: float = 0.025):
+        from .mtcnn import MTCNN
+
+        self._mtcnn = MTCNN()
+        self.min_side, self.max_side, self.min_face_fraction = min_side, max_side, min_face_fraction
+
+    def detect(self, image: torch.Tensor) -> list[Detection]:
+        height, width = image.shape[-2:]
+        longest = max(height, width)
+        scale = 1.0
+        if longest < self.min_side:
+            scale = self.min_side / longest
+        elif longest > self.max_side:
+            scale = self.max_side / longest
+        work = image.float()
+        if scale != 1.0:
+            size = (max(1, round(height * scale)), max(1, round(width * scale)))
+            work = torch.nn.functional.interpolate(work[None], size=size, mode="area" if scale < 1 else "bilinear",
+                                                   align_corners=None if scale < 1 else False)[0]
+        min_face = max(20.0, self.min_face_fraction * max(work.shape[-2:]))
+        boxes, scores = self._mtcnn(work, min_face=min_face)
+        out = [Detection(tuple(float(v) / scale for v in box), float(score)) for box, score in zip(boxes.tolist(), scores.tolist())]
+        out.sort(key=lambda d: -(d.score or 0.0))
+        return out
+
+
 class WholeImage:
     """`--detector none`: the image is already a face crop; the whole image is the face box."""
 
@@ -103,7 +140,7 @@ class WholeImage:
         return [Detection((0.0, 0.0, float(width), float(height)), None)]
 
 
-DETECTORS = {"haar": HaarDetector, "none": WholeImage}
+DETECTORS = {"mtcnn": MTCNNDetector, "haar": HaarDetector, "none": WholeImage}
 
 
 def build_detector(name: str) -> Detector:

@@ -80,8 +80,15 @@ class Predictor:
                  detector: str | None = None, info: dict | None = None):
         self.backend, self.pp, self.source, self.info = backend, pp, source, info or {}
         # frame-framed models look at the whole frame: no detector is involved
-        name = "none" if pp.framing == "frame" else (detector or pp.rule.detector or "haar")
+        name = "none" if pp.framing == "frame" else (detector or pp.rule.detector or "mtcnn")
         self.detector = build_detector(name)
+        self.notes: list[str] = []  # things a user should know about this combination, printed by the CLI
+        if pp.framing == "face" and name not in ("none", pp.rule.detector):
+            # each detector draws its boxes differently: the calibrated rule belongs to one of them
+            self.notes.append(
+                f"{source} was calibrated for the {pp.rule.detector} detector; {name} boxes through its rule "
+                f"may be off, and accuracy lower (recalibrate: benchmarks/recalibrate_detector.py)"
+            )
         self.batch_size = 32
 
     @property

@@ -182,12 +182,13 @@ def test_load_checkpoint_rejects_directory(tmp_path):
         load_checkpoint(tmp_path)
 
 
-def test_training_with_the_haar_detector_stores_a_rule(dataset, tmp_path):
+@pytest.mark.parametrize("detector", ["mtcnn", "haar"])
+def test_training_with_a_detector_stores_its_rule(dataset, tmp_path, detector):
     """Calibration runs the detector over the training set; on drawn faces it may find none, and
     then the identity rule is stored with the number of faces it was measured on."""
-    run = tmp_path / "haar"
-    sets = [s for s in TINY if not s.startswith("detector")] + ["epochs=1", "detector=haar"]
+    run = tmp_path / detector
+    sets = [s for s in TINY if not s.startswith("detector")] + ["epochs=1", f"detector={detector}"]
     result = invoke("train", "--config", "fkd-best", "--data-dir", dataset, "--out", run, "--quiet", *_sets(sets))
     assert result.exit_code == 0, result.output
     rule = torch.load(run / "model.pth", weights_only=True)["preprocess"]["rule"]
-    assert rule["detector"] == "haar" and isinstance(rule["samples"], int) and rule["scale"] > 0
+    assert rule["detector"] == detector and isinstance(rule["samples"], int) and rule["scale"] > 0
