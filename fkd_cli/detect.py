@@ -23,6 +23,17 @@ class Detector(Protocol):
     def detect(self, image: torch.Tensor) -> list[Detection]: ...
 
 
+def working_scale(height: int, width: int, min_side: int, max_side: int) -> float:
+    """How much to resize an image before detection: small frames up to `min_side`, large photos
+    down to `max_side` on their longest side, anything between as it is."""
+    longest = max(height, width)
+    if longest < min_side:
+        return min_side / longest
+    if longest > max_side:
+        return max_side / longest
+    return 1.0
+
+
 class HaarDetector:
     """OpenCV's Haar cascades, run on a working copy scaled to a sensible size.
 
@@ -64,12 +75,7 @@ class HaarDetector:
     def detect(self, image: torch.Tensor) -> list[Detection]:
         cv2 = self._cv2
         height, width = image.shape[-2:]
-        longest = max(height, width)
-        scale = 1.0
-        if longest < self.min_side:
-            scale = self.min_side / longest
-        elif longest > self.max_side:
-            scale = self.max_side / longest
+        scale = working_scale(height, width, self.min_side, self.max_side)
         grey = (0.299 * image[0] + 0.587 * image[1] + 0.114 * image[2]).round().clamp(0, 255).to(torch.uint8).numpy()
         if scale != 1.0:
             size = (max(1, round(width * scale)), max(1, round(height * scale)))
@@ -112,12 +118,7 @@ class MTCNNDetector:
 
     def detect(self, image: torch.Tensor) -> list[Detection]:
         height, width = image.shape[-2:]
-        longest = max(height, width)
-        scale = 1.0
-        if longest < self.min_side:
-            scale = self.min_side / longest
-        elif longest > self.max_side:
-            scale = self.max_side / longest
+        scale = working_scale(height, width, self.min_side, self.max_side)
         work = image.float()
         if scale != 1.0:
             size = (max(1, round(height * scale)), max(1, round(width * scale)))

@@ -106,3 +106,12 @@ def one_line_error(result) -> str:
     assert "Traceback" not in text, text
     assert result.exception is None or isinstance(result.exception, SystemExit), repr(result.exception)
     return text
+
+
+@pytest.fixture(scope="session")
+def astronaut(tmp_path_factory) -> Path:
+    """scikit-image's astronaut photograph (one face), as a PNG file."""
+    skimage_data = pytest.importorskip("skimage.data")
+    path = tmp_path_factory.mktemp("photo") / "astronaut.png"
+    Image.fromarray(skimage_data.astronaut()).save(path)
+    return path

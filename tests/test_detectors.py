@@ -1,11 +1,9 @@
 """Face detectors: the bundled MTCNN on a real photograph, on empty images, through any working size,
 and the note printed when a model meets a detector it was not calibrated for."""
 
-from pathlib import Path
 
 import pytest
 import torch
-from PIL import Image
 
 from fkd_cli.data import read_image
 from fkd_cli.detect import HaarDetector, MTCNNDetector, build_detector
@@ -15,14 +13,6 @@ from .conftest import invoke
 
 # where the astronaut's face is in skimage's 512x512 photograph (checked by eye on a drawn box)
 FACE_CENTRE = (215.0, 120.0)
-
-
-@pytest.fixture(scope="module")
-def astronaut(tmp_path_factory) -> Path:
-    skimage_data = pytest.importorskip("skimage.data")
-    path = tmp_path_factory.mktemp("photo") / "astronaut.png"
-    Image.fromarray(skimage_data.astronaut()).save(path)
-    return path
 
 
 @pytest.fixture(scope="module")

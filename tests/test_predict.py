@@ -120,14 +120,6 @@ def test_missing_json_folder_is_one_line(tiny_run, photos, tmp_path):
 # ---- the bundled model on a real photograph -------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def astronaut(tmp_path_factory) -> Path:
-    skimage_data = pytest.importorskip("skimage.data")
-    path = tmp_path_factory.mktemp("photo") / "astronaut.png"
-    Image.fromarray(skimage_data.astronaut()).save(path)
-    return path
-
-
 def _check_face(face, width):
     x0, y0, x1, y1 = face["box"]
     pts = torch.tensor(face["keypoints"])
