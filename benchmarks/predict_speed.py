@@ -42,7 +42,7 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
 
-    from fkd_cli.export import export_model, load_onnx_predictor
+    from fkd_cli.export import export_model
     from fkd_cli.inference import load_predictor
 
     torch_predictor = load_predictor(args.model, device="cpu")
@@ -51,7 +51,7 @@ def main() -> None:
     calls = passes * (2 if pp.flip_tta else 1)
     with tempfile.TemporaryDirectory() as tmp:
         (exported,) = export_model(args.model, "onnx", Path(tmp) / "m.onnx", check=False)
-        onnx_predictor = load_onnx_predictor(exported.path, threads=args.threads)
+        onnx_predictor = load_predictor(exported.path, threads=args.threads)
     backends = {"pytorch": torch_predictor, "onnxruntime": onnx_predictor}
 
     print(f"model: {torch_predictor.source} ({torch_predictor.info.get('arch')}, input {pp.input_size}px, "

@@ -3,14 +3,15 @@
 __version__ = "0.1.0"
 
 
-def load_model(path=None, detector: str | None = None, device: str = "cpu"):
+def load_model(path=None, detector: str | None = None, device: str = "cpu", trust_code: bool = False):
     """A ready predictor: `load_model().predict("photo.jpg")` returns faces with 68 keypoints each.
 
-    `path` is a `.pth` checkpoint, an exported `.onnx` or TorchScript `.pt`; None = the bundled model.
+    `path` is a `.pth` checkpoint or an exported `.onnx` (neither runs code when loaded), or a
+    TorchScript `.pt`, which is a program: it loads only with `trust_code=True`. None = the bundled model.
     """
     from .inference import load_predictor
 
-    return load_predictor(path, detector=detector, device=device)
+    return load_predictor(path, detector=detector, device=device, trust_code=trust_code)
 
 
 __all__ = ["__version__", "load_model"]

@@ -44,6 +44,7 @@ class DetectorName(str, Enum):
     none = "none"
 
 
+TRUST_CODE_HELP = "Allow a TorchScript .pt model: such files are programs, and loading one runs code from it. Only for files you trust; .pth and .onnx never run code."
 DETECTOR_HELP = "The face detector; default: the one the model was calibrated for (mtcnn for the bundled model). haar: OpenCV's cascades; none: each image is one face crop."
 
 
@@ -155,7 +156,7 @@ def train(
 @app.command()
 @user_errors
 def evaluate(
-    model: Optional[Path] = typer.Option(None, "--model", "-m", help="A .pth checkpoint, .onnx or TorchScript .pt; default: the bundled model."),
+    model: Optional[Path] = typer.Option(None, "--model", "-m", help="A .pth checkpoint, .onnx, or TorchScript .pt (with --trust-code); default: the bundled model."),
     data_dir: Path = typer.Option(Path("data"), "--data-dir", help="Folder in the official layout."),
     split: EvalSplit = typer.Option(EvalSplit.test, "--split", help="test/, the training run's val split, or all of training/."),
     json_out: Optional[Path] = typer.Option(None, "--json", help="Write the metrics as JSON here."),
@@ -164,6 +165,7 @@ def evaluate(
     detector: Optional[DetectorName] = typer.Option(None, "--detector", help=DETECTOR_HELP),
     flip_tta: Optional[bool] = typer.Option(None, "--flip-tta/--no-flip-tta", help="Average with the mirrored crop (default: as the model was trained)."),
     device: Device = typer.Option(Device.auto, "--device"),
+    trust_code: bool = typer.Option(False, "--trust-code", help=TRUST_CODE_HELP),
 ):
     """Measure a model with the field's metrics (NME, FR@8/10%, AUC@10%, per-region NME)."""
     from .data import ImageCache, load_split
@@ -171,7 +173,8 @@ def evaluate(
     from .inference import load_predictor
     from .render import console, err_console, make_progress, metrics_table
 
-    predictor = load_predictor(model, detector=detector.value if detector else None, device=device.value)
+    predictor = load_predictor(model, detector=detector.value if detector else None, device=device.value,
+                               trust_code=trust_code)
     for note in predictor.notes:
         err_console.print(f"note: {note}", highlight=False, soft_wrap=True)
     if flip_tta is not None:
@@ -213,7 +216,7 @@ def evaluate(
 @user_errors
 def predict(
     inputs: List[str] = typer.Argument(..., help="Image files, folders or glob patterns."),
-    model: Optional[Path] = typer.Option(None, "--model", "-m", help="A .pth checkpoint, .onnx or TorchScript .pt; default: the bundled model."),
+    model: Optional[Path] = typer.Option(None, "--model", "-m", help="A .pth checkpoint, .onnx, or TorchScript .pt (with --trust-code); default: the bundled model."),
     out: Optional[Path] = typer.Option(None, "--out", help="Folder for annotated images; default runs/predict (never overwritten)."),
     detector: Optional[DetectorName] = typer.Option(None, "--detector", help=DETECTOR_HELP),
     json_out: Optional[Path] = typer.Option(None, "--json", help="Write all results as JSON here."),
@@ -222,6 +225,7 @@ def predict(
     recursive: bool = typer.Option(False, "--recursive", "-r", help="Descend into sub-folders of folder inputs."),
     batch_size: int = typer.Option(32, "--batch-size", min=1, help="Faces per model call."),
     device: Device = typer.Option(Device.auto, "--device"),
+    trust_code: bool = typer.Option(False, "--trust-code", help=TRUST_CODE_HELP),
 ):
     """Find faces and put keypoints on them; coordinates are in the upright original image's pixels."""
     from .predict import collect_inputs, predict_files, write_csv
@@ -230,7 +234,8 @@ def predict(
     paths = collect_inputs(inputs, recursive)
     from .inference import load_predictor
 
-    predictor = load_predictor(model, detector=detector.value if detector else None, device=device.value)
+    predictor = load_predictor(model, detector=detector.value if detector else None, device=device.value,
+                               trust_code=trust_code)
     for note in predictor.notes:
         err_console.print(f"note: {note}", highlight=False, soft_wrap=True)
     predictor.batch_size = batch_size

@@ -26,6 +26,7 @@ from .errors import FkdError
 
 DEFAULT_URL = "https://s3.amazonaws.com/video.udacity-data.com/topher/2018/May/5aea1b91_train-test-data/train-test-data.zip"
 MANIFEST = "manifest.json"
+MANIFEST_FORMAT = "fkd-data"
 PARTIAL_DIR = ".partial"
 CHUNK = 1 << 16
 MAX_RATIO = 100  # total uncompressed size over archive size beyond which we call it a zip bomb
@@ -247,24 +248,66 @@ def _complete(dest: Path) -> dict | None:
 # ---- the whole job ----------------------------------------------------------------------------
 
 
+def is_fkd_data_folder(folder: Path) -> bool:
+    """True for a folder that `fkd download-data` wrote: its manifest.json says so."""
+    try:
+        manifest = json.loads((folder / MANIFEST).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    if not isinstance(manifest, dict):
+        return False
+    # manifests before the "format" key carried exactly these keys
+    return manifest.get("format") == MANIFEST_FORMAT or {"source", "sha256", "date", "splits"} <= manifest.keys()
+
+
+def _holds_cwd(folder: Path) -> bool:
+    cwd = Path.cwd().resolve()
+    return folder.resolve() in (cwd, *cwd.parents)
+
+
+def check_dest(dest: Path) -> Path:
+    """DEST may be replaced only when it is missing, empty (or holds only our partial download), or a
+    previous fkd data folder. Anything else is the user's and is never touched, --force or not."""
+    dest = Path(os.path.abspath(dest))
+    if dest.is_symlink() or (dest.exists() and not dest.is_dir()):
+        raise FkdError(f"--dest {dest}: exists and is not a folder; choose a new or empty folder")
+    if not dest.exists():
+        return dest
+    try:
+        entries = {p.name for p in dest.iterdir()}
+    except OSError as exc:
+        raise _os_error(exc, dest) from None
+    if entries - {PARTIAL_DIR} and not is_fkd_data_folder(dest):
+        raise FkdError(f"--dest {dest}: folder holds files that fkd did not write (no fkd manifest.json); "
+                       f"nothing was touched: choose a new or empty folder")
+    if _holds_cwd(dest) and entries - {PARTIAL_DIR}:
+        raise FkdError(f"--dest {dest}: is (or holds) the current folder; run from another folder to replace it")
+    return dest
+
+
 def _install(staging: Path, dest: Path) -> None:
-    """Swap the verified staging folder in: DEST is the old complete copy or the new one, never a mix."""
-    partial = dest / PARTIAL_DIR
+    """Swap the verified staging folder in: DEST is the old complete copy or the new one, never a mix.
+
+    `check_dest` has made sure DEST is ours to replace. An empty DEST that is (or holds) the current
+    folder is filled in place instead of being renamed away under the user's shell.
+    """
+    if dest.is_dir() and _holds_cwd(dest):
+        for entry in staging.iterdir():
+            os.replace(entry, dest / entry.name)
+        shutil.rmtree(dest / PARTIAL_DIR, ignore_errors=True)
+        return
     old = None
     if dest.exists():
         old = dest.with_name(f".{dest.name}.old-{os.getpid()}")
         os.replace(dest, old)
     os.replace(staging, dest)
     if old is not None:
-        leftover = old / PARTIAL_DIR
-        if leftover.exists() and partial != leftover:
-            shutil.rmtree(leftover, ignore_errors=True)
         shutil.rmtree(old, ignore_errors=True)
 
 
 def fetch_dataset(dest: Path, url: str = DEFAULT_URL, sha256: str | None = None, source: Path | None = None,
                   force: bool = False, progress: Progress | None = None, retries: int = 3) -> FetchResult:
-    dest = Path(dest)
+    dest = check_dest(dest)
     if not force:
         manifest = _complete(dest)
         if manifest is not None:
@@ -276,6 +319,9 @@ def fetch_dataset(dest: Path, url: str = DEFAULT_URL, sha256: str | None = None,
     try:
         dest.parent.mkdir(parents=True, exist_ok=True)
         staging = Path(tempfile.mkdtemp(prefix=f".{dest.name}.new-", dir=dest.parent))
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(staging, 0o777 & ~umask)  # mkdtemp's 0700 would make the data private by accident
     except OSError as exc:
         raise _os_error(exc, dest.parent) from None
     fetched = 0
@@ -328,7 +374,7 @@ def fetch_dataset(dest: Path, url: str = DEFAULT_URL, sha256: str | None = None,
             shutil.rmtree(staging)
             os.replace(inner, staging)
         manifest = {
-            "source": source_name, "size": size, "sha256": digest,
+            "format": MANIFEST_FORMAT, "source": source_name, "size": size, "sha256": digest,
             "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"), "splits": counts,
         }
         (staging / MANIFEST).write_text(json.dumps(manifest, indent=2))

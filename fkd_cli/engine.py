@@ -20,7 +20,8 @@ from .data import ImageCache, KeypointDataset, Split, read_split, train_val_spli
 from .detect import match_detection
 from .errors import FkdError
 from .framing import Preprocess, box_from_detection, box_from_points
-from .inference import Predictor, TorchBackend, pick_device
+from .backends import TorchBackend, pick_device
+from .inference import Predictor
 from .metrics import per_image_nme, summarize
 from .models import build_model, model_kwargs
 

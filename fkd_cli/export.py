@@ -1,5 +1,5 @@
-"""ONNX and TorchScript export with the preprocessing contract embedded, a parity check, and the
-loaders that let `predict` and `evaluate` run the exported files through the same inference code."""
+"""ONNX and TorchScript export with the preprocessing contract embedded, and a parity check.
+`backends.py` reads the files back (`fkd predict --model model.onnx`)."""
 
 from __future__ import annotations
 
@@ -15,81 +15,10 @@ from . import __version__
 from .checkpoint import atomic_write, build_from_checkpoint, load_checkpoint
 from .errors import FkdError
 from .framing import Preprocess, crop, outputs_to_crop_points, to_input
-from .inference import Predictor, TorchBackend, bundled_model_path
+from .backends import META_KEY, PREPROCESS_KEY, OnnxBackend, TorchBackend, bundled_model_path, need_onnx, ort_session
 
-PREPROCESS_KEY = "fkd_preprocess"
-META_KEY = "fkd_meta"
 TOLERANCE_PX = 1e-3
 SUFFIXES = {"onnx": ".onnx", "torchscript": ".pt"}
-
-
-def _need_onnx():
-    try:
-        import onnx  # noqa: F401
-        import onnxruntime  # noqa: F401
-    except ImportError as exc:
-        raise FkdError(
-            f"ONNX support needs the '{exc.name}' package: pip install 'fkd[export]' (or pip install onnx onnxruntime)"
-        ) from None
-
-
-class OnnxBackend:
-    name = "onnxruntime"
-
-    def __init__(self, session):
-        self.session = session
-        self.input_name = session.get_inputs()[0].name
-
-    def __call__(self, x: torch.Tensor) -> torch.Tensor:
-        return torch.from_numpy(self.session.run(None, {self.input_name: x.contiguous().numpy()})[0])
-
-
-def _ort_session(source, threads: int = 0):
-    import onnxruntime as ort
-
-    options = ort.SessionOptions()
-    if threads:
-        options.intra_op_num_threads = threads
-        options.inter_op_num_threads = 1
-    return ort.InferenceSession(source, options, providers=["CPUExecutionProvider"])
-
-
-def _contract(preprocess: dict, meta: dict, path: Path) -> tuple[Preprocess, dict]:
-    try:
-        return Preprocess.from_dict(json.loads(preprocess)), json.loads(meta) if meta else {}
-    except (TypeError, ValueError, KeyError) as exc:
-        raise FkdError(f"{path}: its fkd metadata is damaged ({exc})") from None
-
-
-def load_onnx_predictor(path: Path, detector: str | None = None, threads: int = 0) -> Predictor:
-    _need_onnx()
-    if not path.is_file():
-        raise FkdError(f"{path}: no such model file")
-    try:
-        session = _ort_session(str(path), threads)
-    except Exception as exc:  # onnxruntime raises its own exception types for bad files
-        raise FkdError(f"{path}: not a readable ONNX model (corrupt or truncated: {str(exc).splitlines()[0][:120]})") from None
-    props = session.get_modelmeta().custom_metadata_map
-    if PREPROCESS_KEY not in props:
-        raise FkdError(f"{path}: an ONNX model, but not one exported by `fkd export` (no {PREPROCESS_KEY} metadata)")
-    pp, meta = _contract(props[PREPROCESS_KEY], props.get(META_KEY, ""), path)
-    return Predictor(OnnxBackend(session), pp, str(path), detector, meta)
-
-
-def load_torchscript_predictor(path: Path, detector: str | None, device: torch.device) -> Predictor:
-    if not path.is_file():
-        raise FkdError(f"{path}: no such model file")
-    extra = {f"{PREPROCESS_KEY}.json": "", f"{META_KEY}.json": ""}
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            module = torch.jit.load(str(path), map_location=device, _extra_files=extra)
-    except Exception as exc:  # torch raises RuntimeError or ValueError on non-TorchScript files
-        raise FkdError(f"{path}: not a readable TorchScript model ({str(exc).splitlines()[0][:120]})") from None
-    if not extra[f"{PREPROCESS_KEY}.json"]:
-        raise FkdError(f"{path}: a TorchScript model, but not one exported by `fkd export` (no preprocessing metadata)")
-    pp, meta = _contract(extra[f"{PREPROCESS_KEY}.json"], extra[f"{META_KEY}.json"], path)
-    return Predictor(TorchBackend(module, device, name="torchscript"), pp, str(path), detector, meta)
 
 
 @dataclass
@@ -153,7 +82,7 @@ def export_model(model_path: Path | None, fmt: str = "onnx", out: Path | None = 
             "config": data.get("config", {})}
     formats = ["onnx", "torchscript"] if fmt == "all" else [fmt]
     if "onnx" in formats:
-        _need_onnx()
+        need_onnx()
     results = []
     for f in formats:
         target = _default_out(model_path, f) if out is None else (out.with_suffix(SUFFIXES[f]) if fmt == "all" else out)
@@ -184,7 +113,7 @@ def _write_onnx(model, pp: Preprocess, meta: dict, target: Path, opset: int, che
     blob = proto.SerializeToString()
     result = ExportResult(target, "onnx")
     if check:
-        result.parity = parity(model, OnnxBackend(_ort_session(blob)), pp)
+        result.parity = parity(model, OnnxBackend(ort_session(blob)), pp)
         _enforce(result)
     # written only once checked: a file that failed the check is never left behind as if good
     atomic_write(target, lambda tmp: Path(tmp).write_bytes(blob))

@@ -7,13 +7,12 @@ and the export parity check all go through `Predictor.keypoints_in_boxes`.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from importlib import resources
 from pathlib import Path
 from typing import Callable, Sequence
 
 import torch
 
-from .checkpoint import build_from_checkpoint, load_checkpoint
+from .backends import bundled_model_path, load_backend
 from .data import decode_image, read_image
 from .detect import Detection, build_detector
 from .errors import FkdError
@@ -32,38 +31,6 @@ from .framing import (
 
 Box = tuple[int, int, int]  # left, top, side of a square crop, in image pixels
 WHOLE_IMAGE_EXTRA_STEPS = 2
-
-
-def bundled_model_path() -> Path:
-    return Path(str(resources.files("fkd_cli") / "assets" / "fkd-default.pth"))
-
-
-def pick_device(device: str = "auto") -> torch.device:
-    """auto = CUDA, then Apple MPS, then CPU."""
-    if device == "auto":
-        if torch.cuda.is_available():
-            return torch.device("cuda")
-        if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
-            return torch.device("mps")
-        return torch.device("cpu")
-    if device not in ("cpu", "cuda", "mps") and not device.startswith("cuda:"):
-        raise FkdError(f"--device {device}: choose auto, cpu, cuda or mps")
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise FkdError(f"--device {device}: CUDA is not available on this machine; use --device cpu")
-    if device == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
-        raise FkdError("--device mps: Apple MPS is not available on this machine; use --device cpu")
-    return torch.device(device)
-
-
-class TorchBackend:
-    """A PyTorch module (eager, or TorchScript) run on a device."""
-
-    def __init__(self, model: torch.nn.Module, device: torch.device, name: str = "pytorch"):
-        self.model, self.device, self.name = model.eval().to(device), device, name
-
-    def __call__(self, x: torch.Tensor) -> torch.Tensor:
-        with torch.inference_mode():
-            return self.model(x.to(self.device)).float().cpu()
 
 
 @dataclass
@@ -195,32 +162,13 @@ def image_entry(path, image: torch.Tensor | None, faces: list[FaceResult], error
     }
 
 
-def predictor_from_checkpoint(data: dict, source: str, detector: str | None, device: str) -> Predictor:
-    from .models import fuse_for_inference
-
-    model = fuse_for_inference(build_from_checkpoint(data))
-    pp = Preprocess.from_dict(data["preprocess"])
-    backend = TorchBackend(model, pick_device(device))
-    info = {"arch": data["arch"], "metrics": data.get("metrics", {}), "config": data.get("config", {})}
-    return Predictor(backend, pp, source, detector, info)
-
-
-def load_predictor(path: str | Path | None = None, detector: str | None = None, device: str = "auto") -> Predictor:
-    """A predictor for a `.pth` checkpoint, an exported `.onnx` or TorchScript `.pt`; None = bundled model."""
+def load_predictor(path: str | Path | None = None, detector: str | None = None, device: str = "auto",
+                   trust_code: bool = False, threads: int = 0) -> Predictor:
+    """A predictor for a `.pth` checkpoint, an exported `.onnx`, or (with `trust_code`) a TorchScript
+    `.pt`; None = the bundled model."""
     if path is None:
         path = bundled_model_path()
         if not path.is_file():
             raise FkdError(f"the bundled model is missing from the installation ({path}); reinstall fkd or pass --model")
-    path = Path(path)
-    suffix = path.suffix.lower()
-    if suffix == ".onnx":
-        from .export import load_onnx_predictor
-
-        return load_onnx_predictor(path, detector)
-    if suffix in (".pt", ".ts", ".torchscript"):
-        from .export import load_torchscript_predictor
-
-        return load_torchscript_predictor(path, detector, pick_device(device))
-    data = load_checkpoint(path)
-    return predictor_from_checkpoint(data, str(path), detector, device)
-
+    backend, pp, info = load_backend(Path(path), device, trust_code, threads)
+    return Predictor(backend, pp, str(path), detector, info)

@@ -236,3 +236,72 @@ def test_unwritable_dest_and_disk_full(tmp_path, archive, monkeypatch):
     monkeypatch.setattr(download, "safe_extract", full)
     text = one_line_error(invoke("download-data", "--dest", tmp_path / "data", "--from", zipped))
     assert "disk full" in text and not (tmp_path / "data").exists()
+
+
+# ---- DEST is replaced only when it is ours (issue: a user's folder was deleted) ------------------
+
+
+def test_a_users_folder_is_never_touched(archive, tmp_path):
+    zipped = tmp_path / "a.zip"
+    zipped.write_bytes(archive)
+    dest = tmp_path / "thesis"
+    (dest / "sub").mkdir(parents=True)
+    (dest / "thesis.txt").write_text("years of work")
+    (dest / "sub" / "keep.txt").write_text("keep")
+    mode = stat.S_IMODE(dest.stat().st_mode)
+    for extra in ([], ["--force"]):
+        text = one_line_error(invoke("download-data", "--dest", dest, "--from", zipped, *extra))
+        assert str(dest) in text and "not write" in text
+        assert (dest / "thesis.txt").read_text() == "years of work"
+        assert (dest / "sub" / "keep.txt").read_text() == "keep"
+        assert stat.S_IMODE(dest.stat().st_mode) == mode
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.zip", "thesis"]  # no staging left behind
+
+
+def test_a_plain_file_as_dest_is_an_error(archive, tmp_path):
+    zipped = tmp_path / "a.zip"
+    zipped.write_bytes(archive)
+    plain = tmp_path / "notes"
+    plain.write_text("mine")
+    text = one_line_error(invoke("download-data", "--dest", plain, "--from", zipped))
+    assert "not a folder" in text
+    assert plain.read_text() == "mine" and sorted(p.name for p in tmp_path.iterdir()) == ["a.zip", "notes"]
+
+
+def test_empty_missing_and_previous_fkd_folders_are_replaced(archive, tmp_path):
+    zipped = tmp_path / "a.zip"
+    zipped.write_bytes(archive)
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert invoke("download-data", "--dest", empty, "--from", zipped).exit_code == 0
+    assert (empty / "manifest.json").is_file()
+    # the data is readable by others, as any folder the user makes (mkdtemp would give 0700)
+    assert stat.S_IMODE(empty.stat().st_mode) & 0o055 == 0o055 & ~_umask()
+    result = invoke("download-data", "--dest", empty, "--from", zipped, "--force")  # our own folder: replaced
+    assert result.exit_code == 0, result.output
+    assert json.loads((empty / "manifest.json").read_text())["format"] == "fkd-data"
+
+
+def test_dest_dot(archive, tmp_path, monkeypatch):
+    zipped = tmp_path / "a.zip"
+    zipped.write_bytes(archive)
+    work = tmp_path / "work"
+    work.mkdir()
+    (work / "mine.txt").write_text("x")
+    monkeypatch.chdir(work)
+    text = one_line_error(invoke("download-data", "--dest", ".", "--from", zipped))
+    assert "not write" in text and (work / "mine.txt").read_text() == "x"
+    (work / "mine.txt").unlink()
+    result = invoke("download-data", "--dest", ".", "--from", zipped)  # an empty current folder is filled
+    assert result.exit_code == 0, result.output
+    assert (work / "manifest.json").is_file() and Path.cwd() == work.resolve()
+    text = one_line_error(invoke("download-data", "--dest", ".", "--from", zipped, "--force"))
+    assert "current folder" in text and (work / "manifest.json").is_file()
+
+
+def _umask() -> int:
+    import os
+
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask

@@ -40,7 +40,7 @@ def test_predictions_agree_across_backends(exported, tiny_run, dataset, tmp_path
     for name, model in (("pth", tiny_run / "model.pth"), ("onnx", onnx_path), ("pt", ts_path)):
         out = tmp_path / f"{name}.json"
         result = invoke("predict", dataset / "test", "--model", model, "--detector", "none", "--json", out,
-                        "--no-draw", "--batch-size", "3")
+                        "--no-draw", "--batch-size", "3", "--trust-code")
         assert result.exit_code == 0, result.output
         results[name] = torch.tensor([f["keypoints"] for i in json.loads(out.read_text())["images"] for f in i["faces"]])
     assert results["pth"].shape == (8, 68, 2)
@@ -54,7 +54,7 @@ def test_evaluate_gives_the_same_nme(exported, tiny_run, dataset, tmp_path):
     nme = {}
     for name, model in (("pth", tiny_run / "model.pth"), ("onnx", onnx_path), ("pt", ts_path)):
         out = tmp_path / f"{name}.json"
-        result = invoke("evaluate", "--model", model, "--data-dir", dataset, "--boxes", "gt", "--json", out)
+        result = invoke("evaluate", "--model", model, "--data-dir", dataset, "--boxes", "gt", "--json", out, "--trust-code")
         assert result.exit_code == 0, result.output
         nme[name] = json.loads(out.read_text())["nme"]
     assert round(nme["onnx"], 4) == round(nme["pth"], 4) == round(nme["pt"], 4)
@@ -108,3 +108,63 @@ def test_missing_onnx_dependency_names_the_package(tiny_run, monkeypatch, tmp_pa
     monkeypatch.setattr(builtins, "__import__", fake_import)
     text = one_line_error(invoke("export", "--model", tiny_run / "model.pth", "--out", tmp_path / "m.onnx"))
     assert "onnxruntime" in text and "pip install" in text
+
+
+def _hostile_torchscript(path, victim, preprocess: dict):
+    """A TorchScript archive with fkd's metadata whose `__setstate__` overwrites bytes of `victim`
+    during `torch.jit.load` (a memory-mapped write through `torch.from_file`)."""
+    from typing import Tuple
+
+    class Hostile(torch.nn.Module):
+        def __init__(self, target: str):
+            super().__init__()
+            self.target = target
+
+        def forward(self, x):
+            return x
+
+        @torch.jit.export
+        def __getstate__(self) -> Tuple[str, bool]:
+            return (self.target, self.training)
+
+        @torch.jit.export
+        def __setstate__(self, state: Tuple[str, bool]) -> None:
+            self.target = state[0]
+            written = torch.from_file(self.target, shared=True, size=4, dtype=torch.uint8).fill_(88)
+            self.training = bool(written.sum() > 0) and state[1]
+
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        scripted = torch.jit.script(Hostile(str(victim)))
+        torch.jit.save(scripted, str(path), _extra_files={f"{PREPROCESS_KEY}.json": json.dumps(preprocess)})
+    return path
+
+
+def test_hostile_torchscript_never_runs_without_trust_code(tiny_run, dataset, tmp_path):
+    victim = tmp_path / "victim.txt"
+    victim.write_text("safe text")
+    preprocess = torch.load(tiny_run / "model.pth", weights_only=True)["preprocess"]
+    hostile = _hostile_torchscript(tmp_path / "hostile.pt", victim, preprocess)
+    for command in (["predict", dataset / "test", "--no-draw"], ["evaluate", "--data-dir", dataset]):
+        text = one_line_error(invoke(*command, "--model", hostile))
+        assert "--trust-code" in text and "runs code" in text
+        assert victim.read_text() == "safe text"
+    from fkd_cli import load_model
+
+    with pytest.raises(FkdError, match="trust_code=True"):
+        load_model(hostile)
+    assert victim.read_text() == "safe text"
+    # the opt-in loads it, and so runs its code: the refusal above is what protected the file
+    load_model(hostile, trust_code=True)
+    assert victim.read_text() == "XXXX text"
+
+
+def test_foreign_torchscript_is_refused_before_loading(tmp_path, dataset):
+    plain = tmp_path / "plain.pt"
+    with __import__("warnings").catch_warnings():
+        __import__("warnings").simplefilter("ignore")
+        torch.jit.save(torch.jit.script(torch.nn.Identity()), str(plain))
+    text = one_line_error(invoke("predict", dataset / "test", "--no-draw", "--model", plain, "--trust-code"))
+    assert "not one exported by `fkd export`" in text

@@ -1,0 +1,171 @@
+"""Every runtime a model can run on, and reading a model file into one: a PyTorch checkpoint
+(`.pth`), an ONNX file (ONNX Runtime) or a TorchScript archive (`.pt`), each with the
+preprocessing contract it carries. Inference uses this module; export writes the files it reads.
+
+What a model file can do when it is loaded:
+- `.pth`: read with `torch.load(weights_only=True)`: tensors and plain data only, never code.
+- `.onnx`: a graph of standard operators run by ONNX Runtime: no Python, no custom code.
+- `.pt` (TorchScript): a program. Its `__setstate__` and methods run inside `torch.jit.load`, so
+  loading one runs code from the file; fkd checks its own metadata in the archive first and then
+  loads it only when the caller says `trust_code=True` (`--trust-code`).
+"""
+
+from __future__ import annotations
+
+import json
+import warnings
+import zipfile
+from importlib import resources
+from pathlib import Path
+
+import torch
+
+from .errors import FkdError
+from .framing import Preprocess
+
+PREPROCESS_KEY = "fkd_preprocess"  # the contract's key in ONNX metadata_props / TorchScript extra files
+META_KEY = "fkd_meta"
+TORCHSCRIPT_SUFFIXES = (".pt", ".ts", ".torchscript")
+
+
+def bundled_model_path() -> Path:
+    return Path(str(resources.files("fkd_cli") / "assets" / "fkd-default.pth"))
+
+
+def pick_device(device: str = "auto") -> torch.device:
+    """auto = CUDA, then Apple MPS, then CPU."""
+    if device == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    if device not in ("cpu", "cuda", "mps") and not device.startswith("cuda:"):
+        raise FkdError(f"--device {device}: choose auto, cpu, cuda or mps")
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise FkdError(f"--device {device}: CUDA is not available on this machine; use --device cpu")
+    if device == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
+        raise FkdError("--device mps: Apple MPS is not available on this machine; use --device cpu")
+    return torch.device(device)
+
+
+class TorchBackend:
+    """A PyTorch module (eager, or TorchScript) run on a device."""
+
+    def __init__(self, model: torch.nn.Module, device: torch.device, name: str = "pytorch"):
+        self.model, self.device, self.name = model.eval().to(device), device, name
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        with torch.inference_mode():
+            return self.model(x.to(self.device)).float().cpu()
+
+
+class OnnxBackend:
+    name = "onnxruntime"
+
+    def __init__(self, session):
+        self.session = session
+        self.input_name = session.get_inputs()[0].name
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.from_numpy(self.session.run(None, {self.input_name: x.contiguous().numpy()})[0])
+
+
+def need_onnx() -> None:
+    try:
+        import onnx  # noqa: F401
+        import onnxruntime  # noqa: F401
+    except ImportError as exc:
+        raise FkdError(
+            f"ONNX support needs the '{exc.name}' package: pip install 'fkd[export]' (or pip install onnx onnxruntime)"
+        ) from None
+
+
+def ort_session(source, threads: int = 0):
+    """An ONNX Runtime CPU session for a path or serialised model bytes."""
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    if threads:
+        options.intra_op_num_threads = threads
+        options.inter_op_num_threads = 1
+    return ort.InferenceSession(source, options, providers=["CPUExecutionProvider"])
+
+
+def parse_contract(preprocess: str, meta: str, path: Path) -> tuple[Preprocess, dict]:
+    """The embedded preprocessing contract and metadata (JSON strings) of an exported file."""
+    try:
+        return Preprocess.from_dict(json.loads(preprocess)), json.loads(meta) if meta else {}
+    except (TypeError, ValueError, KeyError) as exc:
+        raise FkdError(f"{path}: its fkd metadata is damaged ({exc})") from None
+
+
+def _must_exist(path: Path) -> None:
+    if not path.is_file():
+        raise FkdError(f"{path}: no such model file" if not path.is_dir() else f"{path}: is a folder, not a model file")
+
+
+def load_onnx(path: Path, threads: int = 0) -> tuple[OnnxBackend, Preprocess, dict]:
+    need_onnx()
+    _must_exist(path)
+    try:
+        session = ort_session(str(path), threads)
+    except Exception as exc:  # onnxruntime raises its own exception types for bad files
+        raise FkdError(f"{path}: not a readable ONNX model (corrupt or truncated: {str(exc).splitlines()[0][:120]})") from None
+    props = session.get_modelmeta().custom_metadata_map
+    if PREPROCESS_KEY not in props:
+        raise FkdError(f"{path}: an ONNX model, but not one exported by `fkd export` (no {PREPROCESS_KEY} metadata)")
+    pp, meta = parse_contract(props[PREPROCESS_KEY], props.get(META_KEY, ""), path)
+    return OnnxBackend(session), pp, meta
+
+
+def torchscript_contract(path: Path) -> tuple[Preprocess, dict]:
+    """fkd's metadata, read from the TorchScript archive as a plain zip: nothing in it runs."""
+    _must_exist(path)
+    try:
+        with zipfile.ZipFile(path) as archive:
+            names = {Path(n).name: n for n in archive.namelist() if Path(n).parent.name == "extra"}
+            if f"{PREPROCESS_KEY}.json" not in names:
+                raise FkdError(f"{path}: a TorchScript archive, but not one exported by `fkd export` (no preprocessing metadata)")
+            preprocess = archive.read(names[f"{PREPROCESS_KEY}.json"]).decode("utf-8")
+            meta = archive.read(names[f"{META_KEY}.json"]).decode("utf-8") if f"{META_KEY}.json" in names else ""
+    except (zipfile.BadZipFile, OSError, UnicodeDecodeError) as exc:
+        raise FkdError(f"{path}: not a readable TorchScript model ({exc})") from None
+    return parse_contract(preprocess, meta, path)
+
+
+def load_torchscript(path: Path, device: torch.device, trust_code: bool = False) -> tuple[TorchBackend, Preprocess, dict]:
+    pp, meta = torchscript_contract(path)
+    if not trust_code:
+        raise FkdError(
+            f"{path}: TorchScript files are programs and loading one runs code from it; pass --trust-code "
+            f"(Python: trust_code=True) only for a file from a source you trust, or use its .onnx export"
+        )
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            module = torch.jit.load(str(path), map_location=device)
+    except Exception as exc:  # torch raises RuntimeError or ValueError on non-TorchScript files
+        raise FkdError(f"{path}: not a readable TorchScript model ({str(exc).splitlines()[0][:120]})") from None
+    return TorchBackend(module, device, name="torchscript"), pp, meta
+
+
+def load_pth(path: Path, device: torch.device) -> tuple[TorchBackend, Preprocess, dict]:
+    """A `.pth` checkpoint as an eager PyTorch backend, BatchNorm folded into the convs."""
+    from .checkpoint import build_from_checkpoint, load_checkpoint
+    from .models import fuse_for_inference
+
+    data = load_checkpoint(path)
+    model = fuse_for_inference(build_from_checkpoint(data))
+    info = {"arch": data["arch"], "metrics": data.get("metrics", {}), "config": data.get("config", {})}
+    return TorchBackend(model, device), Preprocess.from_dict(data["preprocess"]), info
+
+
+def load_backend(path: Path, device: str = "auto", trust_code: bool = False, threads: int = 0):
+    """(backend, preprocessing contract, info) for any model file fkd reads, chosen by its suffix."""
+    suffix = path.suffix.lower()
+    if suffix == ".onnx":
+        return load_onnx(path, threads)
+    if suffix in TORCHSCRIPT_SUFFIXES:
+        return load_torchscript(path, pick_device(device), trust_code)
+    return load_pth(path, pick_device(device))
