@@ -20,7 +20,7 @@ def main() -> None:
     args = parser.parse_args()
 
     from fkd_cli.data import ImageCache, load_split
-    from fkd_cli.engine import evaluate
+    from fkd_cli.evaluate import evaluate
     from fkd_cli.inference import load_predictor
 
     predictor = load_predictor(args.model, device="cpu")

@@ -74,7 +74,7 @@ def main() -> None:
     args = parser.parse_args()
 
     from fkd_cli.data import ImageCache, read_split
-    from fkd_cli.engine import evaluate
+    from fkd_cli.evaluate import evaluate
     from fkd_cli.inference import load_predictor
     from fkd_cli.metrics import failure_rate
 

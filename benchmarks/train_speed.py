@@ -25,9 +25,8 @@ def measure(config: str, data_dir: str, steps: int, threads: int) -> dict:
 
     from fkd_cli.config import resolve_config
     from fkd_cli.data import ImageCache, KeypointDataset, load_split
-    from fkd_cli.engine import LOSSES, make_optimizer
     from fkd_cli.framing import Preprocess
-    from fkd_cli.models import build_model, model_kwargs
+    from fkd_cli.trainer import Trainer
 
     if threads:
         torch.set_num_threads(threads)
@@ -37,25 +36,24 @@ def measure(config: str, data_dir: str, steps: int, threads: int) -> dict:
     needed = (steps + 3) * cfg.batch_size
     images = ImageCache(split.paths[:needed]).load_all()
     dataset = KeypointDataset(images, split.keypoints[:needed], pp, cfg, train=True)
-    loader = DataLoader(dataset, batch_size=cfg.batch_size, shuffle=True, drop_last=True)
-    model = build_model(cfg.model, split.num_keypoints, **model_kwargs(cfg.model, cfg))
-    optimizer = make_optimizer(cfg, model)
-    loss_fn = LOSSES[cfg.loss]
+    # the trainer's own model, optimiser, schedule and step, on a slice of the data
+    trainer = Trainer(cfg, data_dir, device="cpu")
+    trainer.setup_device()
+    trainer.pp, trainer.loader = pp, DataLoader(dataset, batch_size=cfg.batch_size, shuffle=True, drop_last=True)
+    trainer.build_model()
+    model = trainer.model
     model.train()
     done, started = 0, None
-    for step, (x, target) in enumerate(loader):
+    for step, (x, target) in enumerate(trainer.loader):
         if step == 3:
             started, done = time.perf_counter(), 0
-        loss = loss_fn(model(x), target)
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
+        trainer.train_step(x, target)
         done += len(x)
     seconds = time.perf_counter() - started
     rate = done / seconds
     epoch_images = len(split.paths)
     detect_min = 0.0
-    if pp.framing == "face" and cfg.detector != "none":
+    if pp.framer.uses_detector and cfg.detector != "none":
         from fkd_cli.detect import build_detector
 
         detector = build_detector(cfg.detector)

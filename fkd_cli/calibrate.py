@@ -9,7 +9,7 @@ from dataclasses import dataclass
 import torch
 
 from .detect import Detection, build_detector, match_detection
-from .framing import DetectorRule
+from .framing import DetectorRule, landmark_box
 
 MIN_SAMPLES = 10
 
@@ -43,11 +43,10 @@ def fit_rule(detector_name: str, detections: list[Detection | None], keypoints: 
             continue
         x0, y0, x1, y1 = detection.box
         width = x1 - x0
-        lo, hi = points.min(dim=0).values, points.max(dim=0).values
-        centre = (lo + hi) / 2
-        dx.append((float(centre[0]) - (x0 + x1) / 2) / width)
-        dy.append((float(centre[1]) - (y0 + y1) / 2) / width)
-        scale.append(float((hi - lo).max()) / width)
+        lx0, ly0, lx1, ly1 = landmark_box(points)
+        dx.append(((lx0 + lx1) / 2 - (x0 + x1) / 2) / width)
+        dy.append(((ly0 + ly1) / 2 - (y0 + y1) / 2) / width)
+        scale.append(max(lx1 - lx0, ly1 - ly0) / width)
     if len(scale) < MIN_SAMPLES:
         return DetectorRule(detector=detector_name, samples=len(scale))
     median = lambda values: float(torch.tensor(values).median())  # noqa: E731 - robust to the odd bad match

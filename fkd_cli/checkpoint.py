@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import os
 import pickle
-import tempfile
 import zipfile
 from pathlib import Path
 
@@ -12,25 +10,10 @@ import torch
 
 from . import __version__
 from .errors import FkdError
+from .outputs import atomic_write
 
 FORMAT = "fkd-checkpoint"
 FORMAT_VERSION = 1
-
-
-def atomic_write(path: Path, write) -> None:
-    """Write through a temporary file in the same folder, then rename: a kill never leaves half a file."""
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(tmp, 0o666 & ~umask)  # mkstemp's 0600 would make results private by accident
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
 
 
 def save_checkpoint(path: Path, payload: dict) -> None:

@@ -73,12 +73,20 @@ def user_errors(fn):
     return wrapper
 
 
-def _write_text_atomic(path: Path, text: str) -> None:
-    from .checkpoint import atomic_write
+def write_outputs(jobs) -> int:
+    """Run each (option, path, write) job; a failure is one line and the others still run.
+    Returns how many failed."""
+    from .render import err_console
 
-    if not path.parent.is_dir():
-        raise FkdError(f"{path}: folder {path.parent} does not exist")
-    atomic_write(path, lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))
+    failed = 0
+    for option, path, write in jobs:
+        try:
+            write()
+        except (OSError, FkdError) as exc:
+            failed += 1
+            reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+            err_console.print(f"[red]error:[/] {option} {path}: not written ({reason})", highlight=False, soft_wrap=True)
+    return failed
 
 
 @app.command("download-data")
@@ -127,7 +135,7 @@ def train(
 ):
     """Train a keypoint model; the run folder gets model.pth, last.pth, config.yaml, metrics.csv and loss.png."""
     from .config import resolve_config
-    from .engine import train as run_training
+    from .trainer import train as run_training
     from .render import RichTrainReporter, console
 
     if config is None and resume is None:
@@ -169,10 +177,14 @@ def evaluate(
 ):
     """Measure a model with the field's metrics (NME, FR@8/10%, AUC@10%, per-region NME)."""
     from .data import ImageCache, load_split
-    from .engine import evaluate as run_evaluation
+    from .evaluate import evaluate as run_evaluation
     from .inference import load_predictor
+    from .outputs import check_output_file, write_text
     from .render import console, err_console, make_progress, metrics_table
 
+    for target, option in ((json_out, "--json"), (plot, "--plot")):
+        if target is not None:
+            check_output_file(target, option)
     predictor = load_predictor(model, detector=detector.value if detector else None, device=device.value,
                                trust_code=trust_code)
     for note in predictor.notes:
@@ -202,14 +214,15 @@ def evaluate(
         "flip_tta": predictor.pp.flip_tta,
     }
     console.print(metrics_table(report, f"{predictor.source} on {data_dir}/{split.value} ({boxes.value} boxes)"))
-    if json_out:
-        _write_text_atomic(json_out, json.dumps(report, indent=2))
-    if plot:
-        from .render import plot_ced
+    from .render import plot_ced
 
-        if not plot.parent.is_dir():
-            raise FkdError(f"{plot}: folder {plot.parent} does not exist")
-        plot_ced(result.nme, plot, Path(predictor.source).name)
+    jobs = []
+    if json_out:
+        jobs.append(("--json", json_out, lambda: write_text(json_out, json.dumps(report, indent=2))))
+    if plot:
+        jobs.append(("--plot", plot, lambda: plot_ced(result.nme, plot, Path(predictor.source).name)))
+    if write_outputs(jobs):
+        raise typer.Exit(1)
 
 
 @app.command()
@@ -228,37 +241,51 @@ def predict(
     trust_code: bool = typer.Option(False, "--trust-code", help=TRUST_CODE_HELP),
 ):
     """Find faces and put keypoints on them; coordinates are in the upright original image's pixels."""
-    from .predict import collect_inputs, predict_files, write_csv
+    from .outputs import check_output_file, claim_run_dir, release_if_empty, write_text
+    from .predict import collect_inputs, json_report, predict_files, write_csv
     from .render import console, err_console, make_progress, predict_table
 
     paths = collect_inputs(inputs, recursive)
-    from .inference import load_predictor
+    for target, option in ((json_out, "--json"), (csv_out, "--csv")):
+        if target is not None:
+            check_output_file(target, option)
+    out_dir = None if no_draw else claim_run_dir(out or Path("runs/predict"))
+    try:
+        from .inference import load_predictor
 
-    predictor = load_predictor(model, detector=detector.value if detector else None, device=device.value,
-                               trust_code=trust_code)
+        predictor = load_predictor(model, detector=detector.value if detector else None, device=device.value,
+                                   trust_code=trust_code)
+    except BaseException:
+        if out_dir is not None:
+            release_if_empty(out_dir)
+        raise
     for note in predictor.notes:
         err_console.print(f"note: {note}", highlight=False, soft_wrap=True)
     predictor.batch_size = batch_size
-    from .engine import unique_run_dir
-
-    out_dir = None if no_draw else unique_run_dir(out or Path("runs/predict"))
-    for target in (json_out, csv_out):
-        if target is not None and not target.parent.is_dir():
-            raise FkdError(f"{target}: folder {target.parent} does not exist")
+    output_errors: list[str] = []
     with make_progress(transient=True) as progress:
         task = progress.add_task("predict", total=len(paths), status="")
-        report = predict_files(predictor, paths, out_dir, progress=lambda done: progress.update(task, completed=done))
+        report = predict_files(predictor, paths, out_dir, progress=lambda done: progress.update(task, completed=done),
+                               on_output_error=output_errors.append)
     console.print(predict_table(report))
-    if json_out:  # the documented schema: per-image timings are for the table only
-        images = [{k: v for k, v in item.items() if k != "seconds"} for item in report["images"]]
-        _write_text_atomic(json_out, json.dumps({**report, "images": images}, indent=1))
+    for message in output_errors:
+        err_console.print(f"[red]error:[/] {message}", highlight=False, soft_wrap=True)
+    jobs = []
+    if json_out:
+        jobs.append(("--json", json_out, lambda: write_text(json_out, json.dumps(json_report(report), indent=1))))
     if csv_out:
-        write_csv(report, csv_out)
+        jobs.append(("--csv", csv_out, lambda: write_csv(report, csv_out)))
+    failed_outputs = write_outputs(jobs) + len(output_errors)
     failed = [item for item in report["images"] if item["error"]]
-    if out_dir is not None:
+    if out_dir is not None and not output_errors:
         console.print(f"annotated images: [bold]{out_dir}[/]")
+    if report["interrupted"]:
+        err_console.print(f"[red]interrupted[/] after {len(report['images'])} of {len(paths)} inputs; "
+                          f"their results were written", highlight=False)
+        raise typer.Exit(130)
     if failed:
         err_console.print(f"[red]{len(failed)} of {len(paths)} inputs failed[/]")
+    if failed or failed_outputs:
         raise typer.Exit(1)
 
 

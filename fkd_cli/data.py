@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,19 +16,11 @@ from torchvision.transforms.v2 import functional as F
 
 from .config import Config
 from .errors import FkdError
-from .framing import (
-    Preprocess,
-    box_from_points,
-    crop,
-    crop_points_to_targets,
-    frame_box,
-    square,
-    to_input,
-    whole_image_box,
-)
+from .framing import Preprocess, crop, crop_points_to_targets, to_input
 
 SPLIT_FILES = {"training": "training_frames_keypoints.csv", "test": "test_frames_keypoints.csv"}
 MAX_IMAGE_PIXELS = 100_000_000  # a larger image is treated as a decompression bomb
+MAX_COORDINATE = 100_000  # a keypoint further out than this (in pixels) is a broken annotation
 
 # ---- images ---------------------------------------------------------------------------------
 
@@ -89,6 +80,11 @@ class Split:
     def num_keypoints(self) -> int:
         return self.keypoints.shape[1]
 
+    @property
+    def duplicates(self) -> int:
+        """How many files are named on more than one row."""
+        return len(self.paths) - len(set(self.paths))
+
     def subset(self, indices: list[int], name: str) -> "Split":
         return Split(name, [self.paths[i] for i in indices], self.keypoints[indices])
 
@@ -104,6 +100,8 @@ def read_csv(csv_path: Path) -> tuple[list[str], torch.Tensor]:
         raise FkdError(f"{csv_path}: missing; {HINT}") from None
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
         raise FkdError(f"{csv_path}: not a keypoint CSV ({str(exc).splitlines()[0]})") from None
+    if len(frame) == 0:
+        raise FkdError(f"{csv_path}: has a header but no rows; expected one row per image (file name, then x,y pairs)")
     values = frame.iloc[:, 1:]
     if values.shape[1] == 0 or values.shape[1] % 2:
         raise FkdError(f"{csv_path}: expected a file name then x,y pairs on each row, found {values.shape[1]} numbers")
@@ -112,6 +110,10 @@ def read_csv(csv_path: Path) -> tuple[list[str], torch.Tensor]:
     if bad.any():
         row = int(np.flatnonzero(bad.to_numpy())[0]) + 2  # 1-based, after the header
         raise FkdError(f"{csv_path}: row {row} has a missing or non-numeric coordinate")
+    out_of_range = ~(numeric.abs() <= MAX_COORDINATE).all(axis=1)  # also catches inf
+    if out_of_range.any():
+        row = int(np.flatnonzero(out_of_range.to_numpy())[0]) + 2
+        raise FkdError(f"{csv_path}: row {row} has a coordinate that is infinite or beyond {MAX_COORDINATE:,} pixels")
     names = frame.iloc[:, 0].astype(str).tolist()
     points = torch.tensor(numeric.to_numpy(dtype=np.float32)).reshape(len(names), -1, 2)
     return names, points
@@ -139,13 +141,16 @@ def read_split(data_dir: Path, split: str) -> Split:
 
 
 def train_val_split(training: Split, val_fraction: float, seed: int) -> tuple[Split, Split]:
-    """Carve a seeded validation split out of `training/`."""
-    n = len(training.paths)
-    order = torch.randperm(n, generator=torch.Generator().manual_seed(seed)).tolist()
-    n_val = int(round(n * val_fraction)) if val_fraction > 0 else 0
-    if n - n_val < 1:
-        raise FkdError(f"training split has only {n} images: too few for val_fraction={val_fraction}")
-    val, train = sorted(order[:n_val]), sorted(order[n_val:])
+    """Carve a seeded validation split out of `training/`, by file: every row of a file named
+    twice lands on the same side, so no image is both trained on and validated on."""
+    files = list(dict.fromkeys(training.paths))  # unique, in CSV order
+    order = torch.randperm(len(files), generator=torch.Generator().manual_seed(seed)).tolist()
+    n_val = int(round(len(files) * val_fraction)) if val_fraction > 0 else 0
+    if len(files) - n_val < 1:
+        raise FkdError(f"training split has only {len(files)} images: too few for val_fraction={val_fraction}")
+    val_files = {files[i] for i in order[:n_val]}
+    val = [i for i, p in enumerate(training.paths) if p in val_files]
+    train = [i for i, p in enumerate(training.paths) if p not in val_files]
     return training.subset(train, "train"), training.subset(val, "val")
 
 
@@ -205,32 +210,11 @@ class KeypointDataset(Dataset):
 
     def _box(self, index: int, image: torch.Tensor, points: torch.Tensor) -> tuple[int, int, int]:
         height, width = image.shape[-2:]
-        if self.pp.framing == "frame":
-            left, top, side = frame_box(width, height, self.pp)
-            if self.train:  # the original RandomCrop: anywhere inside the rescaled image
-                left = int(torch.randint(0, max(1, width - side + 1), ()).item()) if width > side else left
-                top = int(torch.randint(0, max(1, height - side + 1), ()).item()) if height > side else top
-            return left, top, side
-        left, top, side = box_from_points(points, self.pp.face_margin)
+        framer = self.pp.framer
         if not self.train:
-            return left, top, side
-        scale_jitter, shift_jitter = self.cfg.scale_jitter, self.cfg.shift_jitter
+            return framer.truth_box(width, height, points)
         detected = self.detector_boxes[index] if self.detector_boxes is not None else None
-        draw = float(torch.rand(()))
-        if draw < self.cfg.whole_image_prob:
-            # now and then the whole frame, as when no face was detected: the model learns to find
-            # the face roughly, and the re-crop passes take it from there
-            height, width = image.shape[-2:]
-            left, top, side = whole_image_box(width, height)
-        elif detected is not None and draw < self.cfg.whole_image_prob + self.cfg.detector_box_prob:
-            # the first pass at inference sees the detector's crop: train on exactly those, lightly jittered
-            (left, top, side), scale_jitter, shift_jitter = detected, scale_jitter / 3, shift_jitter / 3
-        # jitter: neither a detector's box nor our own landmarks' box is ever exactly the true one
-        u = torch.rand(3) * 2 - 1
-        scale = math.exp(float(u[0]) * math.log1p(scale_jitter))
-        cx = left + side / 2 + float(u[1]) * shift_jitter * side
-        cy = top + side / 2 + float(u[2]) * shift_jitter * side
-        return square(cx, cy, side * scale)
+        return framer.training_box(width, height, points, detected, self.cfg)
 
     def __getitem__(self, index: int):
         image, points = self.images[index], self.keypoints[index]

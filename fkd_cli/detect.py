@@ -9,6 +9,7 @@ import numpy as np
 import torch
 
 from .errors import FkdError
+from .framing import landmark_box
 
 
 @dataclass
@@ -151,19 +152,10 @@ def build_detector(name: str) -> Detector:
         raise FkdError(f"unknown detector '{name}'; choose one of {', '.join(DETECTORS)}") from None
 
 
-def iou(a: tuple[float, ...], b: tuple[float, ...]) -> float:
-    ix = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
-    iy = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
-    inter = ix * iy
-    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
-    return inter / union if union > 0 else 0.0
-
-
 def match_detection(detections: list[Detection], points: torch.Tensor) -> Detection | None:
     """The detection that holds the annotated face: the one whose box contains the most landmark
     area (landmark-box coverage), if it covers at least half of it; the standard evaluation protocol."""
-    lo, hi = points.min(dim=0).values.tolist(), points.max(dim=0).values.tolist()
-    target = (lo[0], lo[1], hi[0], hi[1])
+    target = landmark_box(points)
     area = max(1e-6, (target[2] - target[0]) * (target[3] - target[1]))
     best, best_cover = None, 0.5
     for det in detections:

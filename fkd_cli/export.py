@@ -12,9 +12,10 @@ from pathlib import Path
 import torch
 
 from . import __version__
-from .checkpoint import atomic_write, build_from_checkpoint, load_checkpoint
+from .checkpoint import build_from_checkpoint, load_checkpoint
 from .errors import FkdError
 from .framing import Preprocess, crop, outputs_to_crop_points, to_input
+from .outputs import atomic_write, check_output_file
 from .backends import META_KEY, PREPROCESS_KEY, OnnxBackend, TorchBackend, bundled_model_path, need_onnx, ort_session
 
 TOLERANCE_PX = 1e-3
@@ -75,19 +76,20 @@ def export_model(model_path: Path | None, fmt: str = "onnx", out: Path | None = 
     source = model_path or bundled_model_path()
     if source.suffix.lower() != ".pth":
         raise FkdError(f"{source}: export takes a .pth checkpoint (from `fkd train`)")
+    formats = ["onnx", "torchscript"] if fmt == "all" else [fmt]
+    if "onnx" in formats:
+        need_onnx()
+    targets = {f: _default_out(model_path, f) if out is None else (out.with_suffix(SUFFIXES[f]) if fmt == "all" else out)
+               for f in formats}
+    for target in targets.values():  # every output checked before any work
+        check_output_file(target, "--out")
     data = load_checkpoint(source)
     model = build_from_checkpoint(data)
     pp = Preprocess.from_dict(data["preprocess"])
     meta = {"arch": data["arch"], "fkd_version": __version__, "source": str(source), "metrics": data.get("metrics", {}),
             "config": data.get("config", {})}
-    formats = ["onnx", "torchscript"] if fmt == "all" else [fmt]
-    if "onnx" in formats:
-        need_onnx()
     results = []
-    for f in formats:
-        target = _default_out(model_path, f) if out is None else (out.with_suffix(SUFFIXES[f]) if fmt == "all" else out)
-        if not target.parent.is_dir():
-            raise FkdError(f"{target}: folder {target.parent} does not exist")
+    for f, target in targets.items():
         writer = _write_onnx if f == "onnx" else _write_torchscript
         results.append(writer(model, pp, meta, target, opset, check))
     return results

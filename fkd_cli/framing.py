@@ -85,6 +85,11 @@ class Preprocess:
             rule=DetectorRule(detector=cfg.detector),
         )
 
+    @property
+    def framer(self) -> "FaceFraming | FrameFraming":
+        """The framing as an object: the few box decisions that depend on it, in one place."""
+        return FRAMINGS[self.framing](self)
+
     @classmethod
     def from_dict(cls, data: dict) -> "Preprocess":
         data = dict(data)
@@ -104,11 +109,16 @@ def square(cx: float, cy: float, side: float) -> tuple[int, int, int]:
     return int(math.floor(cx - side_i / 2 + 0.5)), int(math.floor(cy - side_i / 2 + 0.5)), side_i
 
 
+def landmark_box(points: torch.Tensor) -> tuple[float, float, float, float]:
+    """The bounding box (x0, y0, x1, y1) of one face's keypoints (K, 2)."""
+    lo, hi = points.min(dim=0).values.tolist(), points.max(dim=0).values.tolist()
+    return lo[0], lo[1], hi[0], hi[1]
+
+
 def box_from_points(points: torch.Tensor, margin: float) -> tuple[int, int, int]:
     """Face framing from landmarks: the square around their bounding box, grown by `margin`."""
-    lo, hi = points.min(dim=0).values, points.max(dim=0).values
-    centre = (lo + hi) / 2
-    return square(float(centre[0]), float(centre[1]), margin * float((hi - lo).max()))
+    x0, y0, x1, y1 = landmark_box(points)
+    return square((x0 + x1) / 2, (y0 + y1) / 2, margin * max(x1 - x0, y1 - y0))
 
 
 def box_from_detection(xyxy: tuple[float, float, float, float], pp: Preprocess) -> tuple[int, int, int]:
@@ -129,6 +139,84 @@ def frame_box(width: int, height: int, pp: Preprocess) -> tuple[int, int, int]:
 def whole_image_box(width: int, height: int) -> tuple[int, int, int]:
     """The fallback when no face was detected: a square holding the whole image."""
     return square(width / 2, height / 2, max(width, height))
+
+
+# ---- the two framings --------------------------------------------------------------------------
+
+Box = tuple[int, int, int]  # left, top, side of a square crop, in image pixels
+
+
+class FaceFraming:
+    """A square around the face: from a detector box (through the calibrated rule), from landmarks
+    (ground truth, or the previous prediction when re-cropping), or the whole image as a last resort."""
+
+    uses_detector = True
+
+    def __init__(self, pp: Preprocess):
+        self.pp = pp
+
+    def initial_box(self, width: int, height: int, detection_box=None, detector: str = "mtcnn") -> Box:
+        """The first crop: the detection through the rule; the whole image when nothing was found,
+        or when the "detection" is the whole image (`--detector none`: the image is a face crop)."""
+        if detection_box is None:
+            return whole_image_box(width, height)
+        if detector == "none":
+            x0, y0, x1, y1 = detection_box
+            return whole_image_box(int(x1 - x0), int(y1 - y0))
+        return box_from_detection(detection_box, self.pp)
+
+    def truth_box(self, width: int, height: int, points: torch.Tensor) -> Box:
+        """The crop around annotated landmarks (training targets, `--boxes gt`)."""
+        return box_from_points(points, self.pp.face_margin)
+
+    def recrop_box(self, points: torch.Tensor) -> Box | None:
+        """The crop around a prediction, to look again; None when the prediction is not finite."""
+        return box_from_points(points, self.pp.face_margin) if bool(torch.isfinite(points).all()) else None
+
+    def training_box(self, width: int, height: int, points: torch.Tensor, detected: Box | None, cfg: Config) -> Box:
+        """A jittered training crop: mostly around the landmarks, a share from the detector's own
+        calibrated box (what inference sees first), now and then the whole image (no face found)."""
+        left, top, side = self.truth_box(width, height, points)
+        scale_jitter, shift_jitter = cfg.scale_jitter, cfg.shift_jitter
+        draw = float(torch.rand(()))
+        if draw < cfg.whole_image_prob:
+            left, top, side = whole_image_box(width, height)
+        elif detected is not None and draw < cfg.whole_image_prob + cfg.detector_box_prob:
+            (left, top, side), scale_jitter, shift_jitter = detected, scale_jitter / 3, shift_jitter / 3
+        # jitter: neither a detector's box nor our own landmarks' box is ever exactly the true one
+        u = torch.rand(3) * 2 - 1
+        scale = math.exp(float(u[0]) * math.log1p(scale_jitter))
+        cx = left + side / 2 + float(u[1]) * shift_jitter * side
+        cy = top + side / 2 + float(u[2]) * shift_jitter * side
+        return square(cx, cy, side * scale)
+
+
+class FrameFraming:
+    """The original project's whole-frame crop: no detector, no landmarks, no re-crop."""
+
+    uses_detector = False
+
+    def __init__(self, pp: Preprocess):
+        self.pp = pp
+
+    def initial_box(self, width: int, height: int, detection_box=None, detector: str = "none") -> Box:
+        return frame_box(width, height, self.pp)
+
+    def truth_box(self, width: int, height: int, points: torch.Tensor) -> Box:
+        return frame_box(width, height, self.pp)
+
+    def recrop_box(self, points: torch.Tensor) -> Box | None:
+        return None
+
+    def training_box(self, width: int, height: int, points: torch.Tensor, detected: Box | None, cfg: Config) -> Box:
+        """The original RandomCrop: anywhere inside the rescaled image."""
+        left, top, side = frame_box(width, height, self.pp)
+        left = int(torch.randint(0, max(1, width - side + 1), ()).item()) if width > side else left
+        top = int(torch.randint(0, max(1, height - side + 1), ()).item()) if height > side else top
+        return left, top, side
+
+
+FRAMINGS = {"face": FaceFraming, "frame": FrameFraming}
 
 
 # ---- crops and tensors ------------------------------------------------------------------------
@@ -173,12 +261,6 @@ def crop_points_to_image(points: torch.Tensor, boxes: torch.Tensor, size: int) -
     boxes = boxes.to(points.dtype)
     scale = (boxes[:, 2] / size).view(-1, 1, 1)
     return points * scale + boxes[:, None, :2]
-
-
-def image_points_to_crop(points: torch.Tensor, boxes: torch.Tensor, size: int) -> torch.Tensor:
-    """The inverse of `crop_points_to_image`."""
-    boxes = boxes.to(points.dtype)
-    return (points - boxes[:, None, :2]) * (size / boxes[:, 2]).view(-1, 1, 1)
 
 
 def flip_crop_points(points: torch.Tensor, pp: Preprocess) -> torch.Tensor:

@@ -6,6 +6,8 @@ and the export parity check all go through `Predictor.keypoints_in_boxes`.
 
 from __future__ import annotations
 
+import copy
+import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Sequence
@@ -16,20 +18,8 @@ from .backends import bundled_model_path, load_backend
 from .data import decode_image, read_image
 from .detect import Detection, build_detector
 from .errors import FkdError
-from .framing import (
-    Preprocess,
-    box_from_detection,
-    box_from_points,
-    crop,
-    crop_points_to_image,
-    flip_crop_points,
-    frame_box,
-    outputs_to_crop_points,
-    to_input,
-    whole_image_box,
-)
+from .framing import Box, Preprocess, crop, crop_points_to_image, flip_crop_points, outputs_to_crop_points, to_input
 
-Box = tuple[int, int, int]  # left, top, side of a square crop, in image pixels
 WHOLE_IMAGE_EXTRA_STEPS = 2
 
 
@@ -44,19 +34,31 @@ class Predictor:
     """A model plus its preprocessing contract and detector."""
 
     def __init__(self, backend: Callable[[torch.Tensor], torch.Tensor], pp: Preprocess, source: str,
-                 detector: str | None = None, info: dict | None = None):
+                 detector: str | None = None, info: dict | None = None, batch_size: int = 32):
         self.backend, self.pp, self.source, self.info = backend, pp, source, info or {}
+        self.framer = pp.framer
         # frame-framed models look at the whole frame: no detector is involved
-        name = "none" if pp.framing == "frame" else (detector or pp.rule.detector or "mtcnn")
+        name = (detector or pp.rule.detector or "mtcnn") if self.framer.uses_detector else "none"
         self.detector = build_detector(name)
         self.notes: list[str] = []  # things a user should know about this combination, printed by the CLI
-        if pp.framing == "face" and name not in ("none", pp.rule.detector):
+        if self.framer.uses_detector and name not in ("none", pp.rule.detector):
             # each detector draws its boxes differently: the calibrated rule belongs to one of them
             self.notes.append(
                 f"{source} was calibrated for the {pp.rule.detector} detector; {name} boxes through its rule "
-                f"may be off, and accuracy lower (recalibrate: benchmarks/recalibrate_detector.py)"
+                f"may be off, and accuracy lower (measure a rule for {name}: fkd calibrate --detector {name})"
             )
-        self.batch_size = 32
+        self.batch_size = batch_size
+
+    def configured(self, batch_size: int | None = None, flip_tta: bool | None = None) -> "Predictor":
+        """A copy with other settings (the backend and detector are shared, never changed here)."""
+        other = copy.copy(self)
+        if batch_size is not None:
+            other.batch_size = batch_size
+        if flip_tta is not None:
+            if flip_tta and self.pp.flip_permutation is None:
+                raise FkdError("--flip-tta: this model has no flip permutation (its keypoints have no left/right pairs)")
+            other.pp = dataclasses.replace(self.pp, flip_tta=flip_tta)
+        return other
 
     @property
     def num_keypoints(self) -> int:
@@ -94,32 +96,29 @@ class Predictor:
         """
         points = self._keypoints_once(images, boxes)
         for _ in range(self.pp.refine_steps):
-            boxes = [box_from_points(p, self.pp.face_margin) for p in points]
+            boxes = self._recrop_boxes(points, boxes)
             points = self._keypoints_once(images, boxes)
-        coarse = [i for i, flag in enumerate(whole_image or []) if flag] if self.pp.framing == "face" else []
+        coarse = [i for i, flag in enumerate(whole_image or []) if flag] if self.framer.uses_detector else []
         for _ in range(WHOLE_IMAGE_EXTRA_STEPS if coarse else 0):
             subset = self._keypoints_once([images[i] for i in coarse],
-                                          [box_from_points(points[i], self.pp.face_margin) for i in coarse])
+                                          self._recrop_boxes(points[coarse], [boxes[i] for i in coarse]))
             points[coarse] = subset
         return points
+
+    def _recrop_boxes(self, points: torch.Tensor, previous: Sequence[Box]) -> list[Box]:
+        """Crops around the predicted landmarks; a face whose prediction is not finite (a diverged
+        model) keeps its previous crop, so the NaN shows in the metrics instead of a crash."""
+        return [self.framer.recrop_box(p) or box for p, box in zip(points, previous)]
 
     # ---- whole images ----
 
     def initial_box(self, image: torch.Tensor, detection: Detection | None) -> Box:
         height, width = image.shape[-2:]
-        if self.pp.framing == "frame":
-            return frame_box(width, height, self.pp)
-        if detection is None:
-            return whole_image_box(width, height)
-        if self.detector.name == "none":
-            x0, y0, x1, y1 = detection.box
-            return whole_image_box(int(x1 - x0), int(y1 - y0))
-        return box_from_detection(detection.box, self.pp)
+        return self.framer.initial_box(width, height, None if detection is None else detection.box, self.detector.name)
 
     def detect(self, image: torch.Tensor) -> list[Detection]:
-        if self.pp.framing == "frame":
-            height, width = image.shape[-2:]
-            left, top, side = frame_box(width, height, self.pp)
+        if not self.framer.uses_detector:  # the whole frame is the one "face"
+            left, top, side = self.initial_box(image, None)
             return [Detection((float(left), float(top), float(left + side), float(top + side)), None)]
         return self.detector.detect(image)
 

@@ -11,6 +11,7 @@ from pathlib import Path
 from .data import read_image
 from .errors import FkdError
 from .inference import Predictor, image_entry
+from .outputs import write_text
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm", ".jfif"}
 
@@ -55,34 +56,56 @@ def _annotated_name(path: Path, used: set[str]) -> str:
     return name
 
 
-def predict_files(predictor: Predictor, paths: list[Path], out_dir: Path | None, progress=None) -> dict:
-    """Predict every file; a file that fails gets its `error` and the rest go on."""
+def predict_files(predictor: Predictor, paths: list[Path], out_dir: Path | None, progress=None,
+                  on_output_error=None) -> dict:
+    """Predict every file; a file that fails gets its `error` and the rest go on.
+
+    `out_dir` (an existing folder) gets the annotated images. If writing one fails (disk full), the
+    drawing stops, `on_output_error(message)` is told, and prediction goes on, so the other outputs
+    still get every result. Ctrl-C stops after the current file with `interrupted` set in the report.
+    """
     from .render import draw_faces
 
     images = []
     used: set[str] = set()
-    if out_dir is not None:
-        out_dir.mkdir(parents=True, exist_ok=False)
-    for done, path in enumerate(paths, start=1):
-        started = time.perf_counter()
-        try:
-            image = read_image(path)
-            faces = predictor.predict_faces(image)
-            entry = image_entry(str(path), image, faces, None)
-            if out_dir is not None:
-                draw_faces(image, faces, out_dir / _annotated_name(path, used))
-        except FkdError as exc:
-            entry = image_entry(str(path), None, [], str(exc))
-        entry["seconds"] = round(time.perf_counter() - started, 4)
-        images.append(entry)
-        if progress is not None:
-            progress(done)
+    interrupted = False
+    try:
+        for done, path in enumerate(paths, start=1):
+            started = time.perf_counter()
+            try:
+                image = read_image(path)
+                faces = predictor.predict_faces(image)
+                entry = image_entry(str(path), image, faces, None)
+            except FkdError as exc:
+                image, entry = None, image_entry(str(path), None, [], str(exc))
+            if out_dir is not None and image is not None:
+                try:
+                    draw_faces(image, faces, out_dir / _annotated_name(path, used))
+                except OSError as exc:
+                    if on_output_error is not None:
+                        on_output_error(f"--out {out_dir}: annotated images stopped after {len(used) - 1} of "
+                                        f"{len(paths)} ({exc.strerror or exc}); the other outputs have every result")
+                    out_dir = None
+            entry["seconds"] = round(time.perf_counter() - started, 4)
+            images.append(entry)
+            if progress is not None:
+                progress(done)
+    except KeyboardInterrupt:
+        interrupted = True  # keep what is finished: the caller still writes it
     return {
         "model": predictor.source,
         "detector": predictor.detector.name,
         "coordinates": "pixels of the upright image (EXIF orientation applied), origin top-left",
         "images": images,
+        "interrupted": interrupted,
     }
+
+
+def json_report(report: dict) -> dict:
+    """The documented JSON schema: timings and run state are for the table only."""
+    images = [{k: v for k, v in item.items() if k != "seconds"} for item in report["images"]]
+    return {"model": report["model"], "detector": report["detector"], "coordinates": report["coordinates"],
+            "images": images}
 
 
 def csv_rows(report: dict) -> tuple[list[str], list[list]]:
@@ -100,11 +123,9 @@ def csv_rows(report: dict) -> tuple[list[str], list[list]]:
 
 
 def write_csv(report: dict, path: Path) -> None:
-    from .checkpoint import atomic_write
-
     header, rows = csv_rows(report)
     buffer = io.StringIO()
     writer = csv.writer(buffer)
     writer.writerow(header)
     writer.writerows(rows)
-    atomic_write(path, lambda tmp: Path(tmp).write_text(buffer.getvalue(), encoding="utf-8"))
+    write_text(path, buffer.getvalue())

@@ -13,7 +13,6 @@ from fkd_cli.framing import (
     crop_points_to_image,
     flip_crop_points,
     frame_box,
-    image_points_to_crop,
 )
 from fkd_cli.landmarks import IBUG68_FLIP
 
@@ -54,12 +53,14 @@ def test_mapping_back_to_original_pixels(framing):
     image = torch.zeros(3, 150, 210, dtype=torch.uint8)
     points = torch.tensor(MEAN_FACE_68) * 80 + torch.tensor([60.0, 30.0])
     pp = _pp(framing)
-    box = box_from_points(points, pp.face_margin) if framing == "face" else frame_box(210, 150, pp)
+    box = pp.framer.truth_box(210, 150, points)
+    assert box == (box_from_points(points, pp.face_margin) if framing == "face" else frame_box(210, 150, pp))
     _, in_crop = crop(image, box, pp.input_size, points)
     back = crop_points_to_image(in_crop.as_subclass(torch.Tensor)[None], torch.tensor([box]), pp.input_size)[0]
     assert torch.allclose(back, points, atol=1e-3)
-    assert torch.allclose(image_points_to_crop(points[None], torch.tensor([box]), pp.input_size)[0],
-                          in_crop.as_subclass(torch.Tensor), atol=1e-3)
+    left, top, side = box
+    expected_in_crop = (points - torch.tensor([left, top], dtype=torch.float32)) * pp.input_size / side
+    assert torch.allclose(expected_in_crop, in_crop.as_subclass(torch.Tensor), atol=1e-3)
 
 
 def test_crop_pixels_follow_keypoints():

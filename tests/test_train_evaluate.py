@@ -98,7 +98,7 @@ def test_interrupted_run_saves_last_and_resumes_mid_epoch(dataset, tmp_path, mon
     """SIGINT between batches: last.pth is saved with the batches done; --resume finishes the run."""
     import signal
 
-    from fkd_cli import engine
+    from fkd_cli import trainer as engine
 
     calls = {"n": 0}
 

@@ -1,0 +1,327 @@
+"""The training loop, in the phases a run goes through: set-up, resume, data, model, epochs
+(train, validate, save). `train()` is what `fkd train` calls."""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+import torch
+from torch import nn
+from torch.utils.data import DataLoader
+
+from .backends import TorchBackend, pick_device
+from .checkpoint import load_checkpoint, save_checkpoint
+from .config import Config, config_from_dict, config_to_dict, dump_config
+from .data import ImageCache, KeypointDataset, read_split, train_val_split
+from .distributed import ResumableSampler, StopRequest, barrier, broadcast_object, init_distributed
+from .errors import FkdError
+from .evaluate import evaluate
+from .framing import Preprocess, box_from_detection
+from .inference import Predictor
+from .models import build_model, model_kwargs
+from .optim import LOSSES, make_optimizer, make_scheduler
+from .outputs import check_output_folder, claim_run_dir, release_if_empty
+
+
+class Reporter(Protocol):
+    """What the trainer tells its caller; the CLI renders it, tests may ignore it."""
+
+    def start(self, total_epochs: int, batches: int, info: dict) -> None: ...
+    def batch(self, epoch: int, index: int, loss: float) -> None: ...
+    def epoch(self, row: dict) -> None: ...
+    def message(self, text: str) -> None: ...
+
+
+class SilentReporter:
+    def start(self, total_epochs, batches, info): pass
+    def batch(self, epoch, index, loss): pass
+    def epoch(self, row): pass
+    def message(self, text): pass
+
+
+@dataclass
+class TrainResult:
+    run_dir: Path
+    best: dict
+    history: list[dict]
+    stopped_early: bool = False
+
+
+class Trainer:
+    """One training run. Each method is one phase; `run()` calls them in order."""
+
+    def __init__(self, cfg: Config, data_dir: Path, out_dir: Path | None = None, resume: Path | None = None,
+                 device: str = "auto", reporter: Reporter | None = None):
+        self.cfg, self.data_dir, self.out_dir, self.resume = cfg, Path(data_dir), out_dir, resume
+        self.reporter = reporter or SilentReporter()
+        self.device_name = device
+        self.history: list[dict] = []
+        self.best: dict = {"nme": float("inf")}
+        self.start_epoch = 0
+
+    def run(self) -> TrainResult:
+        self.setup_device()
+        state = self.load_resume_state()
+        self.claim_run_folder()
+        try:
+            self.build_data(state)
+            self.build_model()
+            if state is not None:
+                self.restore(state)
+            stopped = self.fit()
+        finally:
+            if self.dist.main and self.resume is None:
+                release_if_empty(self.run_dir)  # a run that failed before its first file leaves nothing
+        barrier(self.dist)
+        return TrainResult(self.run_dir, self.best, self.history, stopped)
+
+    # ---- set-up -----------------------------------------------------------------------------
+
+    def setup_device(self) -> None:
+        self.dev = pick_device(self.device_name)
+        self.dist = init_distributed(self.dev)
+        if self.dev.type == "cuda" and self.dist.world > 1:
+            self.dev = torch.device("cuda", self.dist.local_rank)
+            torch.cuda.set_device(self.dev)
+        if self.cfg.threads:
+            torch.set_num_threads(self.cfg.threads)
+
+    def load_resume_state(self) -> dict | None:
+        if self.resume is None:
+            return None
+        state = load_checkpoint(self.resume)
+        if "optimizer" not in state:
+            raise FkdError(f"{self.resume}: has no training state to resume from (use the run's last.pth)")
+        self.cfg = config_from_dict(state["config"])
+        return state
+
+    def claim_run_folder(self) -> None:
+        """Before any data is read: a run folder of our own (created atomically on rank 0), or, when
+        resuming, the run's folder, checked to be writable."""
+        if self.resume is not None:
+            self.run_dir = check_output_folder(Path(self.resume).parent, "--resume")
+            return
+        run_dir = None
+        if self.dist.main:
+            run_dir = claim_run_dir(Path(self.out_dir) if self.out_dir else Path("runs") / self.cfg.name)
+        self.run_dir = Path(broadcast_object(str(run_dir) if run_dir else None, self.dist))
+
+    # ---- data -------------------------------------------------------------------------------
+
+    def build_data(self, state: dict | None) -> None:
+        cfg = self.cfg
+        training = read_split(self.data_dir, "training")
+        if cfg.keypoints is not None and cfg.keypoints != training.num_keypoints:
+            raise FkdError(f"config key 'keypoints' is {cfg.keypoints} but {self.data_dir} has {training.num_keypoints} per row")
+        if training.duplicates:
+            self.reporter.message(
+                f"warning: {training.duplicates} image(s) appear on more than one row of the training CSV; "
+                f"each file stays on one side of the train/val split")
+        self.train_split, self.val_split = train_val_split(training, cfg.val_fraction, cfg.seed)
+        k = self.train_split.num_keypoints
+        pp = Preprocess.from_dict(state["preprocess"]) if state is not None else Preprocess.from_config(cfg, k)
+        if cfg.flip and pp.flip_permutation is None and k != 68:
+            raise FkdError(f"config: flip is on but no 'flip_permutation' is given for {k} keypoints; set one or flip: false")
+        torch.manual_seed(cfg.seed)
+        train_images = ImageCache(self.train_split.paths).load_all()
+        self.val_images = ImageCache(self.val_split.paths).load_all()
+        detector_boxes = self.calibrate_detector(pp, train_images, fit_rule=state is None)
+        self.pp = pp
+        self.dataset = KeypointDataset(train_images, self.train_split.keypoints, pp, cfg, train=True,
+                                       detector_boxes=detector_boxes)
+        if cfg.batch_size % self.dist.world:
+            raise FkdError(f"batch_size {cfg.batch_size} must divide by the {self.dist.world} processes")
+        self.per_rank_batch = cfg.batch_size // self.dist.world
+        self.sampler = ResumableSampler(self.dataset, self.dist, cfg.seed)
+        self.loader = DataLoader(
+            self.dataset, batch_size=self.per_rank_batch, sampler=self.sampler,
+            drop_last=len(self.sampler.base) > self.per_rank_batch, num_workers=cfg.num_workers,
+            pin_memory=self.dev.type == "cuda", persistent_workers=cfg.num_workers > 0,
+        )
+
+    def calibrate_detector(self, pp: Preprocess, images: ImageCache, fit_rule: bool) -> list | None:
+        """The detector runs once per training image: its boxes set the rule and serve as crops."""
+        if not pp.framer.uses_detector or pp.rule.detector == "none":
+            return None
+        from .calibrate import calibrate
+
+        calibration = calibrate(pp.rule.detector, images, self.train_split.keypoints)
+        if fit_rule:
+            pp.rule = calibration.rule
+        self.reporter.message(
+            f"detector rule ({pp.rule.detector}) measured on {pp.rule.samples} of {len(images)} training faces: "
+            f"dx={pp.rule.dx:+.3f} dy={pp.rule.dy:+.3f} scale={pp.rule.scale:.3f}"
+        )
+        return [None if d is None else box_from_detection(d.box, pp) for d in calibration.detections]
+
+    # ---- model ------------------------------------------------------------------------------
+
+    def build_model(self) -> None:
+        cfg = self.cfg
+        self.kwargs = model_kwargs(cfg.model, cfg)
+        self.model = build_model(cfg.model, self.pp.num_keypoints, **self.kwargs).to(self.dev)
+        self.cuda_tricks = self.dev.type == "cuda"
+        if self.cuda_tricks and cfg.channels_last:
+            self.model = self.model.to(memory_format=torch.channels_last)
+        self.net = self.model
+        if self.dist.world > 1:
+            ids = [self.dev.index] if self.dev.type == "cuda" else None
+            self.net = nn.parallel.DistributedDataParallel(self.model, device_ids=ids)
+        self.optimizer = make_optimizer(cfg, self.model)
+        self.scheduler = make_scheduler(cfg, self.optimizer, len(self.loader))
+        self.loss_fn = LOSSES[cfg.loss]
+        self.predictor = Predictor(TorchBackend(self.model, self.dev), self.pp, "training", detector="none")
+
+    def restore(self, state: dict) -> None:
+        """Continue exactly where last.pth stopped: weights, optimiser, schedule, batch within the epoch."""
+        self.model.load_state_dict(state["state_dict"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        self.start_epoch = state["epoch"]
+        self.sampler.skip = state.get("batches_done", 0) * self.per_rank_batch
+        self.history = list(state.get("history", []))
+        self.best = dict(state.get("best", self.best))
+        if self.start_epoch >= self.cfg.epochs:
+            raise FkdError(f"{self.resume}: the run already finished all {self.cfg.epochs} epochs")
+
+    # ---- epochs -----------------------------------------------------------------------------
+
+    def fit(self) -> bool:
+        """All remaining epochs; returns True when stopped early by Ctrl-C/SIGTERM."""
+        if self.dist.main:
+            dump_config(self.cfg, self.run_dir / "config.yaml")
+        self.reporter.start(self.cfg.epochs, len(self.loader), {
+            "run_dir": str(self.run_dir), "device": str(self.dev), "train": len(self.dataset),
+            "val": len(self.val_images), "world": self.dist.world, "start_epoch": self.start_epoch})
+        with StopRequest() as stop:
+            for epoch in range(self.start_epoch, self.cfg.epochs):
+                started = time.perf_counter()
+                train_loss, batches_done = self.train_epoch(epoch, stop)
+                if stop.requested:
+                    self.save_interrupted(epoch, batches_done)
+                    return True
+                self.check_finite(epoch)
+                row = self.validate(epoch, train_loss, started)
+                self.save_epoch(epoch, row)
+        return False
+
+    def train_epoch(self, epoch: int, stop: StopRequest) -> tuple[float, int]:
+        """One pass over the training data; returns the mean loss and the index after the last batch."""
+        cfg = self.cfg
+        torch.manual_seed(cfg.seed * 1000 + epoch)  # the same epoch sees the same augmentation after --resume
+        self.sampler.set_epoch(epoch)
+        self.net.train()
+        total, count = 0.0, 0
+        done = self.sampler.skip // self.per_rank_batch  # batches of this epoch already trained on
+        for index, (x, target) in enumerate(self.loader, start=done):
+            done = index + 1
+            loss = self.train_step(x, target)
+            if not math.isfinite(loss):
+                raise self.diverged(f"loss is {loss} at epoch {epoch + 1}, batch {index + 1}")
+            total += loss * len(x)
+            count += len(x)
+            self.reporter.batch(epoch, index, loss)
+            if stop.should_stop(self.dist, self.dev):
+                break
+        return total / max(1, count), done
+
+    def train_step(self, x: torch.Tensor, target: torch.Tensor) -> float:
+        """One optimisation step on one batch; returns its loss (not stepped when it is not finite)."""
+        cfg, dev = self.cfg, self.dev
+        x, target = x.to(dev, non_blocking=True), target.to(dev, non_blocking=True)
+        if self.cuda_tricks and cfg.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=self.cuda_tricks and cfg.bf16):
+            loss = self.loss_fn(self.net(x).float(), target)
+        if not torch.isfinite(loss):
+            return loss.item()
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        if cfg.grad_clip > 0:
+            nn.utils.clip_grad_norm_(self.model.parameters(), cfg.grad_clip)
+        self.optimizer.step()
+        self.scheduler.step()
+        return loss.item()
+
+    def check_finite(self, epoch: int) -> None:
+        """A loss can stay finite while the weights blow up: catch that before validation uses them."""
+        if not all(bool(torch.isfinite(p).all()) for p in self.model.parameters()):
+            raise self.diverged(f"the weights are no longer finite after epoch {epoch + 1}")
+
+    def validate(self, epoch: int, train_loss: float, started: float) -> dict:
+        self.model.eval()
+        val = evaluate(self.predictor, self.val_images, self.val_split.keypoints, boxes="gt") if len(self.val_images) else None
+        if val is not None and not math.isfinite(val.metrics["nme"]):
+            raise self.diverged(f"validation predictions are not finite after epoch {epoch + 1}")
+        self.sampler.skip = 0
+        return {
+            "epoch": epoch + 1,
+            "train_loss": train_loss,
+            "val_loss": val.metrics["mse_seed"] if val else float("nan"),
+            "val_nme": val.metrics["nme"] if val else float("nan"),
+            "val_fr_10": val.metrics["fr_10"] if val else float("nan"),
+            "lr": self.optimizer.param_groups[0]["lr"],
+            "seconds": time.perf_counter() - started,
+            "_metrics": val.metrics if val else {},
+        }
+
+    def diverged(self, what: str) -> FkdError:
+        kept = (f"the best checkpoint so far (epoch {self.best['epoch']}) is kept in {self.run_dir / 'model.pth'}"
+                if "epoch" in self.best else "no checkpoint was written (no epoch finished)")
+        return FkdError(f"training diverged: {what}; {kept}; try a lower lr")
+
+    # ---- saving -----------------------------------------------------------------------------
+
+    def payload(self, epoch: int, metrics: dict, with_state: bool) -> dict:
+        cfg = self.cfg
+        data = {
+            "arch": cfg.model, "arch_kwargs": self.kwargs,
+            "state_dict": {k: v.detach().cpu() for k, v in self.model.state_dict().items()},
+            "preprocess": self.pp.to_dict(), "config": config_to_dict(cfg), "metrics": metrics, "epoch": epoch,
+            "data": {"train_images": len(self.train_split.paths), "val_images": len(self.val_split.paths),
+                     "data_dir": str(self.data_dir)},
+        }
+        if with_state:
+            data.update(optimizer=self.optimizer.state_dict(), scheduler=self.scheduler.state_dict(),
+                        history=self.history, best=self.best)
+        return data
+
+    def save_epoch(self, epoch: int, row: dict) -> None:
+        metrics = row.pop("_metrics")
+        self.history.append(row)
+        self.reporter.epoch(row)
+        if not self.dist.main:
+            return
+        score = row["val_nme"] if metrics else -row["epoch"]
+        if score < self.best["nme"]:
+            self.best = {"nme": score, "epoch": epoch + 1, **metrics}
+            save_checkpoint(self.run_dir / "model.pth", self.payload(epoch + 1, self.best, False))
+        save_checkpoint(self.run_dir / "last.pth", self.payload(epoch + 1, self.best, True))
+        write_history(self.run_dir, self.history)
+
+    def save_interrupted(self, epoch: int, batches_done: int) -> None:
+        """--resume continues this epoch after the batches already done, with the same order."""
+        if not self.dist.main:
+            return
+        data = self.payload(epoch, self.best if self.best["nme"] < float("inf") else {}, True)
+        save_checkpoint(self.run_dir / "last.pth", {**data, "batches_done": batches_done})
+        self.reporter.message(f"stopped: saved {self.run_dir / 'last.pth'}; continue with --resume {self.run_dir / 'last.pth'}")
+
+
+def train(cfg: Config, data_dir: Path, out_dir: Path | None = None, resume: Path | None = None,
+          device: str = "auto", reporter: Reporter | None = None) -> TrainResult:
+    """Train `cfg` on the official-layout folder `data_dir`; returns the run folder and history."""
+    return Trainer(cfg, data_dir, out_dir, resume, device, reporter).run()
+
+
+def write_history(run_dir: Path, history: list[dict]) -> None:
+    import pandas as pd
+
+    from .render import plot_losses
+
+    pd.DataFrame(history).to_csv(run_dir / "metrics.csv", index=False)
+    plot_losses(history, run_dir / "loss.png")
