@@ -26,16 +26,17 @@ def load_checkpoint(path: Path | str, map_location: str = "cpu") -> dict:
     """Load one of our checkpoints; anything else is refused without running any of its code."""
     path = Path(path)
     if not path.is_file():
-        raise FkdError(f"{path}: no such model file")
+        raise FkdError(f"{path}: is a folder, not a model file" if path.is_dir() else f"{path}: no such model file")
+    if path.stat().st_size == 0:
+        raise FkdError(f"{path}: is empty (0 bytes): an interrupted copy or download? Use another checkpoint")
     try:
         data = torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else "unsupported content"
         raise FkdError(
-            f"{path}: refused: it holds objects that only an unsafe (code-running) load could read ({first[:120]})"
+            f"{path}: refused: it holds objects that only an unsafe (code-running) load could read ({_refusal_cause(exc)})"
         ) from None
     except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError) as exc:
-        raise FkdError(f"{path}: not a readable checkpoint (corrupt or truncated: {str(exc).splitlines()[0][:120]})") from None
+        raise FkdError(f"{path}: not a readable checkpoint (corrupt or truncated: {_first_line(exc)})") from None
     if not isinstance(data, dict) or data.get("format") != FORMAT:
         raise FkdError(f"{path}: not an fkd checkpoint (train one with `fkd train`)")
     if data.get("format_version", 0) > FORMAT_VERSION:
@@ -44,6 +45,21 @@ def load_checkpoint(path: Path | str, map_location: str = "cpu") -> dict:
         if key not in data:
             raise FkdError(f"{path}: fkd checkpoint without '{key}' (file damaged?)")
     return data
+
+
+def _first_line(exc: BaseException) -> str:
+    lines = [line for line in str(exc).splitlines() if line.strip()]
+    return lines[0][:160] if lines else exc.__class__.__name__
+
+
+def _refusal_cause(exc: BaseException) -> str:
+    """The line of torch's long weights_only message that says what was refused (e.g. the global)."""
+    boilerplate = ("Weights only load failed", "Check the documentation", "Please file an issue", "Re-running")
+    for line in str(exc).splitlines():
+        line = line.strip().removeprefix("WeightsUnpickler error:").strip()
+        if line and not line.startswith(boilerplate):
+            return line[:200]
+    return _first_line(exc)
 
 
 def build_from_checkpoint(data: dict) -> torch.nn.Module:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import math
+import re
 import types
 import typing
 from dataclasses import dataclass, field
@@ -138,24 +140,86 @@ def _coerce(key: str, value: Any, where: str) -> Any:
     raise FkdError(f"{where}: key '{key}' must be {expected}, got {value!r}")
 
 
+# Every numeric key's allowed range: (low, high, low inclusive, high inclusive); None = unbounded.
+# Checked in one place, before any data is read; NaN and infinity are refused everywhere.
+RANGES: dict[str, tuple[float | None, float | None, bool, bool]] = {
+    "val_fraction": (0, 1, True, False),
+    "keypoints": (1, None, True, True),
+    "input_size": (16, 1024, True, True),
+    "face_margin": (0, 10, False, True),
+    "frame_resize": (1, None, True, True),
+    "target_offset": (None, None, True, True),
+    "target_scale": (0, None, False, True),
+    "refine_steps": (0, 10, True, True),
+    "rotation": (0, 180, True, True),
+    "scale_jitter": (0, 1, True, False),
+    "shift_jitter": (0, 1, True, True),
+    "detector_box_prob": (0, 1, True, True),
+    "whole_image_prob": (0, 1, True, True),
+    "color_jitter": (0, 1, True, True),
+    "grayscale_prob": (0, 1, True, True),
+    "width": (1, 1024, True, True),
+    "head_hidden": (0, None, True, True),
+    "dropout": (0, 1, True, False),
+    "epochs": (1, None, True, True),
+    "batch_size": (1, None, True, True),
+    "lr": (0, None, False, True),
+    "weight_decay": (0, None, True, True),
+    "grad_clip": (0, None, True, True),
+    "num_workers": (0, 256, True, True),
+    "threads": (0, 1024, True, True),
+}
+RUN_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
+
+
+def _check_range(key: str, value: float) -> None:
+    low, high, low_incl, high_incl = RANGES[key]
+    bad = not math.isfinite(value)
+    bad |= low is not None and (value < low or (value == low and not low_incl))
+    bad |= high is not None and (value > high or (value == high and not high_incl))
+    if bad:
+        lo = "" if low is None else f"{'>=' if low_incl else '>'} {low:g}"
+        hi = "" if high is None else f"{'<=' if high_incl else '<'} {high:g}"
+        raise FkdError(f"config key '{key}' must be {' and '.join(x for x in (lo, hi) if x) or 'finite'}, got {value!r}")
+
+
 def _validate(cfg: Config) -> None:
     for key, allowed in CHOICES.items():
         if getattr(cfg, key) not in allowed:
             raise FkdError(f"config key '{key}' must be one of {', '.join(map(str, allowed))}, got {getattr(cfg, key)!r}")
-    positive = ("input_size", "epochs", "batch_size", "lr", "face_margin", "frame_resize")
-    for key in positive:
-        if getattr(cfg, key) <= 0:
-            raise FkdError(f"config key '{key}' must be > 0, got {getattr(cfg, key)}")
-    if not 0 <= cfg.val_fraction < 1:
-        raise FkdError(f"config key 'val_fraction' must be in [0, 1), got {cfg.val_fraction}")
+    for key in RANGES:
+        value = getattr(cfg, key)
+        if value is not None:
+            _check_range(key, value)
+    if cfg.whole_image_prob + cfg.detector_box_prob > 1:
+        raise FkdError("config keys 'whole_image_prob' + 'detector_box_prob' must add up to at most 1")
+    if not RUN_NAME.fullmatch(cfg.name) or cfg.name in (".", ".."):
+        # the name becomes runs/<name>: a path in it would write outside the runs folder
+        raise FkdError(f"config key 'name' must be a plain folder name (letters, digits, . _ -), got {cfg.name!r}")
     if len(cfg.mean) not in (1, cfg.channels) or len(cfg.std) != len(cfg.mean):
         raise FkdError("config keys 'mean' and 'std' need one value, or one per channel, each")
-    if cfg.norm_points is not None and len(cfg.norm_points) != 2:
-        raise FkdError("config key 'norm_points' must name exactly two keypoint indices")
+    if not all(math.isfinite(v) for v in cfg.mean) or not all(math.isfinite(v) and v > 0 for v in cfg.std):
+        raise FkdError("config keys 'mean' and 'std' must be finite, and 'std' > 0")
+    if cfg.norm_points is not None and (len(cfg.norm_points) != 2 or len(set(cfg.norm_points)) != 2
+                                        or min(cfg.norm_points) < 0):
+        raise FkdError(f"config key 'norm_points' must name two different keypoint indices, got {cfg.norm_points}")
+    if cfg.keypoints is not None:
+        check_keypoint_indices(cfg, cfg.keypoints)
     from .models import MODELS  # late import: models imports torch, config must stay light
 
     if cfg.model not in MODELS:
         raise FkdError(f"config key 'model': unknown model '{cfg.model}'; choose one of {', '.join(MODELS)}")
+
+
+def check_keypoint_indices(cfg: Config, num_keypoints: int) -> None:
+    """Keys that name keypoint indices must fit the data's K (known once the CSV header is read)."""
+    if cfg.norm_points is not None:
+        a, b = cfg.norm_points
+        if not (0 <= a < num_keypoints and 0 <= b < num_keypoints) or a == b:
+            raise FkdError(f"config key 'norm_points' must be two different indices in 0..{num_keypoints - 1}, "
+                           f"got {cfg.norm_points}")
+    if cfg.flip_permutation is not None and len(cfg.flip_permutation) != num_keypoints:
+        raise FkdError(f"config key 'flip_permutation' has {len(cfg.flip_permutation)} entries for {num_keypoints} keypoints")
 
 
 def _apply(cfg: Config, updates: dict[str, Any], where: str) -> None:
@@ -192,7 +256,10 @@ def load_yaml(path: Path) -> dict[str, Any]:
     except (OSError, UnicodeDecodeError) as exc:
         raise FkdError(f"config {path}: cannot read ({exc})") from None
     except yaml.YAMLError as exc:
-        raise FkdError(f"config {path}: not valid YAML ({str(exc).splitlines()[0]})") from None
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise FkdError(f"config {path}: not valid YAML{where} ({problem})") from None
     if data is None:
         return {}
     if not isinstance(data, dict):

@@ -42,12 +42,12 @@ def write_text(path: Path, text: str) -> None:
     atomic_write(path, lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))
 
 
-def _probe(folder: Path) -> None:
+def _probe(folder: Path, label: str) -> None:
     """Create and remove a file in `folder`: the only honest test that we can write there."""
     try:
         fd, tmp = tempfile.mkstemp(prefix=".fkd-probe-", dir=folder)
     except OSError as exc:
-        raise _os_error(exc, folder) from None
+        raise FkdError(f"{label}: folder {folder} is not writable ({exc.strerror or exc}); choose another place") from None
     os.close(fd)
     os.unlink(tmp)
 
@@ -60,7 +60,7 @@ def check_output_file(path: Path, option: str) -> Path:
     if not path.parent.is_dir():
         what = "is not a folder" if path.parent.exists() else "does not exist"
         raise FkdError(f"{option} {path}: folder {path.parent} {what}")
-    _probe(path.parent)
+    _probe(path.parent, f"{option} {path}")
     return path
 
 
@@ -74,7 +74,7 @@ def check_output_folder(folder: Path, option: str) -> Path:
         existing = existing.parent
     if not existing.is_dir():
         raise FkdError(f"{option} {folder}: {existing} is not a folder")
-    _probe(existing)
+    _probe(existing, f"{option} {folder}")
     return folder
 
 

@@ -15,7 +15,7 @@ from torch.utils.data import DataLoader
 
 from .backends import TorchBackend, pick_device
 from .checkpoint import load_checkpoint, save_checkpoint
-from .config import Config, config_from_dict, config_to_dict, dump_config
+from .config import Config, check_keypoint_indices, config_from_dict, config_to_dict, dump_config
 from .data import ImageCache, KeypointDataset, read_split, train_val_split
 from .distributed import ResumableSampler, StopRequest, barrier, broadcast_object, init_distributed
 from .errors import FkdError
@@ -117,6 +117,7 @@ class Trainer:
         training = read_split(self.data_dir, "training")
         if cfg.keypoints is not None and cfg.keypoints != training.num_keypoints:
             raise FkdError(f"config key 'keypoints' is {cfg.keypoints} but {self.data_dir} has {training.num_keypoints} per row")
+        check_keypoint_indices(cfg, training.num_keypoints)  # before any image is decoded
         if training.duplicates:
             self.reporter.message(
                 f"warning: {training.duplicates} image(s) appear on more than one row of the training CSV; "
