@@ -39,10 +39,10 @@ def main() -> None:
     for boxes in ("detector", "gt"):
         for refine in (0, 1, 2):
             for flip in (False, True):
-                predictor.pp.refine_steps, predictor.pp.flip_tta = refine, flip
+                variant = predictor.configured(refine_steps=refine, flip_tta=flip)
                 cached = iter(detections)
                 start = time.perf_counter()
-                m = evaluate(predictor, images, split.keypoints, boxes).metrics
+                m = evaluate(variant, images, split.keypoints, boxes).metrics
                 print(f"{boxes:<9} {refine:>6} {str(flip):>8} {100 * m['nme']:>7.2f} {100 * m['nme_median']:>8.2f} "
                       f"{100 * m['fr_10']:>8.2f} {100 * m['auc_10']:>7.2f} {m['missed']:>6} {time.perf_counter() - start:>5.1f}")
 

@@ -4,12 +4,14 @@ are used as training crops, so the model learns from the boxes it will be given.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
+from pathlib import Path
 
 import torch
 
 from .detect import Detection, build_detector, match_detection
-from .framing import DetectorRule, landmark_box
+from .errors import FkdError
+from .framing import DetectorRule, Preprocess, landmark_box
 
 MIN_SAMPLES = 10
 
@@ -56,3 +58,26 @@ def fit_rule(detector_name: str, detections: list[Detection | None], keypoints: 
 def calibrate(detector_name: str, images, keypoints: torch.Tensor, progress=None) -> Calibration:
     detections = detect_matched(detector_name, images, keypoints, progress)
     return Calibration(fit_rule(detector_name, detections, keypoints), detections)
+
+
+def recalibrate(model: Path, detector_name: str, data_dir: Path, out: Path, progress=None) -> DetectorRule:
+    """Measure a face-framed model's rule for another detector on the `training/` split (test images
+    are never looked at) and write the model with that rule to `out`; the weights are unchanged."""
+    from .checkpoint import load_checkpoint, update_checkpoint
+    from .data import ImageCache, read_split
+    from .outputs import check_output_file
+
+    check_output_file(out, "--out")
+    data = load_checkpoint(model)
+    if not Preprocess.from_dict(data["preprocess"]).framer.uses_detector:
+        raise FkdError(f"{model}: a whole-frame model uses no face detector; nothing to calibrate")
+    split = read_split(data_dir, "training")
+    if split.num_keypoints != data["preprocess"]["num_keypoints"]:
+        raise FkdError(f"{data_dir}: {split.num_keypoints} keypoints per row, but the model predicts "
+                       f"{data['preprocess']['num_keypoints']}")
+    result = calibrate(detector_name, ImageCache(split.paths), split.keypoints, progress)
+    if result.rule.samples < MIN_SAMPLES:
+        raise FkdError(f"{detector_name} matched only {result.rule.samples} of {len(split.paths)} training faces "
+                       f"(at least {MIN_SAMPLES} needed); {out} was not written")
+    update_checkpoint(model, out, preprocess={"rule": asdict(result.rule)}, config={"detector": detector_name})
+    return result.rule

@@ -73,3 +73,18 @@ def build_from_checkpoint(data: dict) -> torch.nn.Module:
     except RuntimeError as exc:
         raise FkdError(f"checkpoint weights do not fit architecture '{data['arch']}' ({str(exc).splitlines()[0]})") from None
     return model.eval()
+
+
+def update_checkpoint(source: Path, target: Path, preprocess: dict | None = None, config: dict | None = None) -> dict:
+    """Copy a checkpoint with some preprocessing-contract and config values changed (e.g. the
+    detector rule or inference options, which change how a trained network is applied, not its
+    weights). Everything else, weights included, is kept; returns the new preprocessing contract."""
+    data = load_checkpoint(source)
+    unknown = set(preprocess or {}) - set(data["preprocess"])
+    if unknown:
+        raise FkdError(f"{source}: its preprocessing contract has no {', '.join(sorted(unknown))}")
+    data["preprocess"].update(preprocess or {})
+    data.setdefault("config", {}).update(config or {})
+    payload = {k: v for k, v in data.items() if k not in ("format", "format_version", "fkd_version")}
+    save_checkpoint(target, payload)
+    return data["preprocess"]

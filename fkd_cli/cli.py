@@ -73,6 +73,12 @@ def user_errors(fn):
     return wrapper
 
 
+def _note(text: str) -> None:
+    from .render import err_console
+
+    err_console.print(f"note: {text}", highlight=False, soft_wrap=True)
+
+
 def write_outputs(jobs) -> int:
     """Run each (option, path, write) job; a failure is one line and the others still run.
     Returns how many failed."""
@@ -176,51 +182,24 @@ def evaluate(
     trust_code: bool = typer.Option(False, "--trust-code", help=TRUST_CODE_HELP),
 ):
     """Measure a model with the field's metrics (NME, FR@8/10%, AUC@10%, per-region NME)."""
-    from .data import ImageCache, load_split
-    from .evaluate import evaluate as run_evaluation
-    from .inference import load_predictor
+    from .evaluate import evaluate_model
     from .outputs import check_output_file, write_text
-    from .render import console, err_console, make_progress, metrics_table
+    from .render import console, make_progress, metrics_table, plot_ced
 
     for target, option in ((json_out, "--json"), (plot, "--plot")):
         if target is not None:
             check_output_file(target, option)
-    predictor = load_predictor(model, detector=detector.value if detector else None, device=device.value,
-                               trust_code=trust_code)
-    for note in predictor.notes:
-        err_console.print(f"note: {note}", highlight=False, soft_wrap=True)
-    if flip_tta is not None:
-        if flip_tta and predictor.pp.flip_permutation is None:
-            raise FkdError("--flip-tta: this model has no flip permutation (its keypoints have no left/right pairs)")
-        predictor.pp.flip_tta = flip_tta
-    cfg = predictor.info.get("config", {})
-    data = load_split(data_dir, split.value, cfg.get("val_fraction", 0.1), cfg.get("seed", 0))
-    if data.num_keypoints != predictor.num_keypoints:
-        raise FkdError(f"{data_dir}: {data.num_keypoints} keypoints per row, but the model predicts {predictor.num_keypoints}")
-    images = ImageCache(data.paths)
     with make_progress(transient=True) as progress:
-        task = progress.add_task("evaluate", total=len(images), status="")
-        result = run_evaluation(predictor, images, data.keypoints, boxes.value,
-                                progress=lambda done, total: progress.update(task, completed=done))
-    report = {
-        **result.metrics,
-        "images": result.count,
-        "model": predictor.source,
-        "backend": getattr(predictor.backend, "name", "pytorch"),
-        "split": split.value,
-        "data_dir": str(data_dir),
-        "boxes": boxes.value,
-        "detector": predictor.detector.name if boxes.value == "detector" else None,
-        "flip_tta": predictor.pp.flip_tta,
-    }
-    console.print(metrics_table(report, f"{predictor.source} on {data_dir}/{split.value} ({boxes.value} boxes)"))
-    from .render import plot_ced
-
+        task = progress.add_task("evaluate", total=None, status="")
+        report, result = evaluate_model(
+            model, data_dir, split.value, boxes.value, detector.value if detector else None, flip_tta, device.value,
+            trust_code, progress=lambda done, total: progress.update(task, completed=done, total=total), notes=_note)
+    console.print(metrics_table(report, f"{report['model']} on {data_dir}/{split.value} ({boxes.value} boxes)"))
     jobs = []
     if json_out:
         jobs.append(("--json", json_out, lambda: write_text(json_out, json.dumps(report, indent=2))))
     if plot:
-        jobs.append(("--plot", plot, lambda: plot_ced(result.nme, plot, Path(predictor.source).name)))
+        jobs.append(("--plot", plot, lambda: plot_ced(result.nme, plot, Path(report["model"]).name)))
     if write_outputs(jobs):
         raise typer.Exit(1)
 
@@ -260,8 +239,8 @@ def predict(
             release_if_empty(out_dir)
         raise
     for note in predictor.notes:
-        err_console.print(f"note: {note}", highlight=False, soft_wrap=True)
-    predictor.batch_size = batch_size
+        _note(note)
+    predictor = predictor.configured(batch_size=batch_size)
     output_errors: list[str] = []
     with make_progress(transient=True) as progress:
         task = progress.add_task("predict", total=len(paths), status="")
@@ -287,6 +266,27 @@ def predict(
         err_console.print(f"[red]{len(failed)} of {len(paths)} inputs failed[/]")
     if failed or failed_outputs:
         raise typer.Exit(1)
+
+
+@app.command()
+@user_errors
+def calibrate(
+    model: Path = typer.Argument(..., help="A face-framed .pth checkpoint."),
+    detector: DetectorName = typer.Option(..., "--detector", help="The detector to measure a rule for."),
+    data_dir: Path = typer.Option(Path("data"), "--data-dir", help="Folder in the official layout; its training/ split is used."),
+    out: Path = typer.Option(..., "--out", help="Where to write the recalibrated checkpoint."),
+):
+    """Fit a trained model to another face detector without retraining: measure how the detector's
+    boxes sit on the training faces and store that rule in a copy of the model."""
+    from .calibrate import recalibrate
+    from .render import console, make_progress
+
+    with make_progress(transient=True) as progress:
+        task = progress.add_task("detect", total=None, status="")
+        rule = recalibrate(model, detector.value, data_dir, out,
+                           progress=lambda done, total: progress.update(task, completed=done, total=total))
+    console.print(f"{out}: {detector.value} rule from {rule.samples} training faces: "
+                  f"dx={rule.dx:+.3f} dy={rule.dy:+.3f} scale={rule.scale:.3f}", highlight=False)
 
 
 @app.command()

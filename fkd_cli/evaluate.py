@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 
@@ -54,3 +55,35 @@ def evaluate(predictor: Predictor, images: ImageCache, keypoints: torch.Tensor, 
     metrics = summarize(predictions, keypoints, sizes, norm)
     metrics["missed"] = sum(missed)
     return EvalResult(metrics, per_image_nme(predictions, keypoints, norm), torch.tensor(missed, dtype=torch.bool))
+
+
+def evaluate_model(model: Path | None, data_dir: Path, split: str = "test", boxes: str = "detector",
+                   detector: str | None = None, flip_tta: bool | None = None, device: str = "auto",
+                   trust_code: bool = False, progress=None, notes=None) -> tuple[dict, EvalResult]:
+    """`fkd evaluate` as a function: load a model, run the evaluation loop on a split of `data_dir`,
+    and return the report (what the table and JSON show) with the per-image result."""
+    from .data import load_split
+    from .inference import load_predictor
+
+    predictor = load_predictor(model, detector=detector, device=device, trust_code=trust_code)
+    predictor = predictor.configured(flip_tta=flip_tta)
+    for note in predictor.notes:
+        if notes is not None:
+            notes(note)
+    cfg = predictor.info.get("config", {})
+    data = load_split(data_dir, split, cfg.get("val_fraction", 0.1), cfg.get("seed", 0))
+    if data.num_keypoints != predictor.num_keypoints:
+        raise FkdError(f"{data_dir}: {data.num_keypoints} keypoints per row, but the model predicts {predictor.num_keypoints}")
+    result = evaluate(predictor, ImageCache(data.paths), data.keypoints, boxes, progress)
+    report = {
+        **result.metrics,
+        "images": result.count,
+        "model": predictor.source,
+        "backend": getattr(predictor.backend, "name", "pytorch"),
+        "split": split,
+        "data_dir": str(data_dir),
+        "boxes": boxes,
+        "detector": predictor.detector.name if boxes == "detector" else None,
+        "flip_tta": predictor.pp.flip_tta,
+    }
+    return report, result

@@ -49,15 +49,18 @@ class Predictor:
             )
         self.batch_size = batch_size
 
-    def configured(self, batch_size: int | None = None, flip_tta: bool | None = None) -> "Predictor":
+    def configured(self, batch_size: int | None = None, flip_tta: bool | None = None,
+                   refine_steps: int | None = None) -> "Predictor":
         """A copy with other settings (the backend and detector are shared, never changed here)."""
         other = copy.copy(self)
         if batch_size is not None:
             other.batch_size = batch_size
-        if flip_tta is not None:
-            if flip_tta and self.pp.flip_permutation is None:
-                raise FkdError("--flip-tta: this model has no flip permutation (its keypoints have no left/right pairs)")
-            other.pp = dataclasses.replace(self.pp, flip_tta=flip_tta)
+        if flip_tta and self.pp.flip_permutation is None:
+            raise FkdError("--flip-tta: this model has no flip permutation (its keypoints have no left/right pairs)")
+        changes = {k: v for k, v in (("flip_tta", flip_tta), ("refine_steps", refine_steps)) if v is not None}
+        if changes:
+            other.pp = dataclasses.replace(self.pp, **changes)
+            other.framer = other.pp.framer
         return other
 
     @property

@@ -6,24 +6,19 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import torch
 
-from .conftest import FLIP_5, invoke, make_dataset, one_line_error
+from .helpers import FLIP_5, TINY_BASE, invoke, make_dataset, one_line_error, sets
 
-FIVE = ["epochs=2", "input_size=32", "width=8", "batch_size=8", "detector=none", "val_fraction=0.25",
-        f"flip_permutation={FLIP_5}", "norm_points=[0, 1]"]
+FIVE = TINY_BASE + [f"flip_permutation={FLIP_5}", "norm_points=[0, 1]"]
 
 
-def _sets(items):
-    out = []
-    for item in items:
-        out += ["--set", item]
-    return out
 
 
 def test_five_point_set_end_to_end(dataset5, tmp_path):
     run = tmp_path / "five"
-    result = invoke("train", "--config", "fkd-best", "--data-dir", dataset5, "--out", run, "--quiet", *_sets(FIVE))
+    result = invoke("train", "--config", "fkd-best", "--data-dir", dataset5, "--out", run, "--quiet", *sets(FIVE))
     assert result.exit_code == 0, result.output
     pp = torch.load(run / "model.pth", weights_only=True)["preprocess"]
     assert pp["num_keypoints"] == 5 and pp["flip_permutation"] == FLIP_5 and pp["norm_points"] == [0, 1]
@@ -53,14 +48,14 @@ def test_five_point_set_end_to_end(dataset5, tmp_path):
 
 
 def test_flip_without_permutation_is_an_error(dataset5, tmp_path):
-    sets = [s for s in FIVE if not s.startswith("flip_permutation")]
-    text = one_line_error(invoke("train", "--config", "fkd-best", "--data-dir", dataset5, "--out", tmp_path / "x", *_sets(sets)))
+    base = [s for s in FIVE if not s.startswith("flip_permutation")]
+    text = one_line_error(invoke("train", "--config", "fkd-best", "--data-dir", dataset5, "--out", tmp_path / "x", *sets(base)))
     assert "flip_permutation" in text
     text = one_line_error(invoke("train", "--config", "fkd-best", "--data-dir", dataset5, "--out", tmp_path / "x",
-                                 *_sets(sets + ["flip_permutation=[0, 1, 2, 3, 3]"])))
+                                 *sets(base + ["flip_permutation=[0, 1, 2, 3, 3]"])))
     assert "flip_permutation" in text
     result = invoke("train", "--config", "fkd-best", "--data-dir", dataset5, "--out", tmp_path / "y", "--quiet",
-                    *_sets(sets + ["flip=false", "epochs=1"]))
+                    *sets(base + ["flip=false", "epochs=1"]))
     assert result.exit_code == 0, result.output
 
 
@@ -71,10 +66,11 @@ def _torchrun(nproc: int, *args, cwd: Path) -> subprocess.CompletedProcess:
     return subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=300)
 
 
+@pytest.mark.slow
 def test_ddp_two_processes_train_and_evaluate(dataset, tmp_path):
     run = tmp_path / "ddp"
-    proc = _torchrun(2, "--config", "fkd-best", "--data-dir", dataset, "--out", run, "--quiet", *_sets(
-        ["epochs=2", "input_size=32", "width=8", "batch_size=8", "detector=none", "val_fraction=0.25"]), cwd=tmp_path)
+    proc = _torchrun(2, "--config", "fkd-best", "--data-dir", dataset, "--out", run, "--quiet", *sets(
+        TINY_BASE), cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["ddp"]  # only rank 0 wrote, only the run folder
     data = torch.load(run / "model.pth", weights_only=True)
@@ -83,17 +79,18 @@ def test_ddp_two_processes_train_and_evaluate(dataset, tmp_path):
     assert result.exit_code == 0, result.output
 
 
+@pytest.mark.slow
 def test_one_step_with_two_half_batches_equals_one_full_batch(tmp_path):
     """DDP averages gradients: 2 processes x batch B/2 must give 1 process x batch B's weights."""
     data = make_dataset(tmp_path / "d", n_train=8, n_test=2, seed=3)
     # no randomness in the samples, no batch-dependent layers (BatchNorm), plain SGD: one step each
-    sets = _sets(["epochs=1", "batch_size=8", "val_fraction=0", "model=seed-final", "dropout=0", "input_size=32",
+    args = sets(["epochs=1", "batch_size=8", "val_fraction=0", "model=seed-final", "dropout=0", "input_size=32",
                   "framing=face", "detector=none", "rotation=0", "scale_jitter=0", "shift_jitter=0", "flip=false",
                   "color_jitter=0", "whole_image_prob=0", "optimizer=sgd", "schedule=constant", "lr=0.5",
                   "loss=mse"])
-    single = _torchrun(1, "--config", "fkd-best", "--data-dir", data, "--out", tmp_path / "one", "--quiet", *sets, cwd=tmp_path)
+    single = _torchrun(1, "--config", "fkd-best", "--data-dir", data, "--out", tmp_path / "one", "--quiet", *args, cwd=tmp_path)
     assert single.returncode == 0, single.stderr[-3000:]
-    double = _torchrun(2, "--config", "fkd-best", "--data-dir", data, "--out", tmp_path / "two", "--quiet", *sets, cwd=tmp_path)
+    double = _torchrun(2, "--config", "fkd-best", "--data-dir", data, "--out", tmp_path / "two", "--quiet", *args, cwd=tmp_path)
     assert double.returncode == 0, double.stderr[-3000:]
     initial = torch.load(tmp_path / "one" / "model.pth", weights_only=True)["state_dict"]
     a = torch.load(tmp_path / "one" / "model.pth", weights_only=True)["state_dict"]

@@ -9,7 +9,7 @@ from fkd_cli.data import read_image
 from fkd_cli.detect import HaarDetector, MTCNNDetector, build_detector
 from fkd_cli.mtcnn import load_networks, nms_min
 
-from .conftest import invoke
+from .helpers import invoke, make_dataset, one_line_error
 
 # where the astronaut's face is in skimage's 512x512 photograph (checked by eye on a drawn box)
 FACE_CENTRE = (215.0, 120.0)
@@ -76,3 +76,48 @@ def test_a_detector_the_model_was_not_calibrated_for_gets_a_note(astronaut, tmp_
     assert "calibrated for the mtcnn detector" in result.output
     result = invoke("predict", astronaut, "--no-draw", "--json", tmp_path / "q.json")
     assert result.exit_code == 0 and "calibrated for" not in result.output
+
+
+@pytest.mark.slow
+def test_calibrate_fits_a_model_to_another_detector(astronaut, tmp_path):
+    """`fkd calibrate` on a small official-layout folder cut from a real photograph: the Haar rule is
+    measured on its training faces and stored in a copy of the model; the weights stay the same."""
+    from PIL import Image
+
+    from fkd_cli import load_model
+    from fkd_cli.backends import bundled_model_path
+
+    photo = Image.open(astronaut)
+    points = torch.tensor(load_model(detector="mtcnn").predict(str(astronaut))["faces"][0]["keypoints"])
+    data = tmp_path / "data"
+    for split in ("training", "test"):
+        (data / split).mkdir(parents=True)
+        rows = ["," + ",".join(str(i) for i in range(136))]
+        for k in range(12 if split == "training" else 1):
+            dx, dy = 8 * (k % 4), 6 * (k // 4)
+            photo.crop((dx, dy, dx + 400, dy + 380)).save(data / split / f"a{k}.png")
+            shifted = points - torch.tensor([dx, dy], dtype=torch.float32)
+            rows.append(f"a{k}.png," + ",".join(f"{v:.2f}" for v in shifted.reshape(-1).tolist()))
+        (data / f"{split}_frames_keypoints.csv").write_text("\n".join(rows) + "\n")
+    out = tmp_path / "haar.pth"
+    result = invoke("calibrate", bundled_model_path(), "--detector", "haar", "--data-dir", data, "--out", out)
+    assert result.exit_code == 0, result.output
+    before, after = (torch.load(p, weights_only=True) for p in (bundled_model_path(), out))
+    assert after["preprocess"]["rule"]["detector"] == "haar" and after["preprocess"]["rule"]["samples"] == 12
+    assert after["config"]["detector"] == "haar"
+    assert all(torch.equal(before["state_dict"][k], after["state_dict"][k]) for k in before["state_dict"])
+    result = invoke("predict", astronaut, "--model", out, "--detector", "haar", "--no-draw")
+    assert result.exit_code == 0 and "calibrated for" not in result.output
+
+
+def test_calibrate_refuses_too_few_matches(tiny_run, tmp_path):
+    """Blank frames: no detector finds a face, so no rule is measured and nothing is written."""
+    from PIL import Image
+
+    data = make_dataset(tmp_path / "data", n_train=12, n_test=1)
+    for path in (data / "training").iterdir():
+        Image.new("RGB", (120, 100), (90, 90, 90)).save(path, format="PNG")
+    out = tmp_path / "m.pth"
+    result = invoke("calibrate", tiny_run / "model.pth", "--detector", "mtcnn", "--data-dir", data, "--out", out)
+    text = one_line_error(result)
+    assert "matched only" in text and not out.exists()

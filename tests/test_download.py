@@ -15,7 +15,7 @@ import pytest
 from fkd_cli.download import fetch_dataset
 from fkd_cli.errors import FkdError
 
-from .conftest import invoke, make_dataset, one_line_error
+from .helpers import invoke, make_dataset, one_line_error
 
 
 def _zip_folder(folder: Path) -> bytes:

@@ -8,7 +8,7 @@ import torch
 from fkd_cli.export import PREPROCESS_KEY, export_model
 from fkd_cli.errors import FkdError
 
-from .conftest import invoke, one_line_error
+from .helpers import invoke, one_line_error
 
 onnx = pytest.importorskip("onnx")
 

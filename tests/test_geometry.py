@@ -16,7 +16,7 @@ from fkd_cli.framing import (
 )
 from fkd_cli.landmarks import IBUG68_FLIP
 
-from .conftest import MEAN_FACE_68
+from .helpers import MEAN_FACE_68
 
 
 def test_flip_permutation_is_its_own_inverse():
@@ -92,7 +92,7 @@ def test_flip_of_crop_points_undoes_a_mirrored_crop():
 
 def test_training_flip_swaps_indices(tmp_path):
     """With flip forced on, the dataset's target for the subject's left eye is on the left of the crop."""
-    from .conftest import make_dataset
+    from .helpers import make_dataset
     from fkd_cli.data import read_split
 
     root = make_dataset(tmp_path, n_train=2, n_test=1)

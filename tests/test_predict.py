@@ -12,7 +12,7 @@ from PIL import Image
 from fkd_cli import load_model
 from fkd_cli.inference import bundled_model_path
 
-from .conftest import invoke, one_line_error
+from .helpers import invoke, one_line_error
 
 
 @pytest.fixture

@@ -14,11 +14,9 @@ from fkd_cli.config import resolve_config
 from fkd_cli.errors import FkdError
 from fkd_cli.outputs import claim_run_dir
 
-from .conftest import TINY, invoke, make_dataset, one_line_error
+from .helpers import TINY, invoke, make_dataset, one_line_error, sets
 
 
-def _sets(items):
-    return [arg for item in items for arg in ("--set", item)]
 
 
 @pytest.fixture(scope="module")
@@ -153,7 +151,7 @@ def test_failed_run_leaves_no_empty_folder(tmp_path):
 def test_diverging_weights_with_a_finite_loss_stop_cleanly(dataset, tmp_path):
     """lr=1e8: the loss stays finite for a while, the weights do not; no traceback in validation."""
     text = one_line_error(invoke("train", "--config", "fkd-best", "--data-dir", dataset, "--out", tmp_path / "r", "--quiet",
-                                 *_sets(TINY + ["lr=1e8"])))
+                                 *sets(TINY + ["lr=1e8"])))
     assert "training diverged" in text and "Traceback" not in text
     kept = (tmp_path / "r" / "model.pth").is_file()
     assert ("is kept in" in text) == kept and ("no checkpoint was written" in text) == (not kept)
@@ -182,7 +180,7 @@ def test_out_of_range_value_is_one_line_before_any_data(tmp_path):
 
 def test_norm_points_checked_against_the_data(dataset, tmp_path):
     text = one_line_error(invoke("train", "--config", "fkd-best", "--data-dir", dataset, "--out", tmp_path / "r",
-                                 *_sets(TINY + ["norm_points=[0,99]"])))
+                                 *sets(TINY + ["norm_points=[0,99]"])))
     assert "'norm_points'" in text and "0..67" in text
 
 
@@ -233,7 +231,7 @@ def test_duplicated_rows_warn_and_stay_on_one_side(dataset, tmp_path):
     assert training.duplicates == len(training.paths) // 2
     train, val = train_val_split(training, 0.25, 0)
     assert not set(train.paths) & set(val.paths) and len(val.paths) == 2 * 6
-    result = invoke("train", "--config", "fkd-best", "--data-dir", data, "--out", tmp_path / "r", *_sets(TINY + ["epochs=1"]))
+    result = invoke("train", "--config", "fkd-best", "--data-dir", data, "--out", tmp_path / "r", *sets(TINY + ["epochs=1"]))
     assert result.exit_code == 0, result.output
     assert "appear on more than one row" in result.output
 

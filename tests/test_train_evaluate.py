@@ -11,14 +11,9 @@ import torch
 from fkd_cli.checkpoint import load_checkpoint
 from fkd_cli.errors import FkdError
 
-from .conftest import TINY, invoke, one_line_error
+from .helpers import TINY, invoke, one_line_error, sets
 
 
-def _sets(items):
-    out = []
-    for item in items:
-        out += ["--set", item]
-    return out
 
 
 def test_run_folder_has_everything(tiny_run):
@@ -42,14 +37,14 @@ def test_fixed_seed_repeats_on_cpu(dataset, tmp_path):
     outs = []
     for name in ("a", "b"):
         result = invoke("train", "--config", "fkd-best", "--data-dir", dataset, "--out", tmp_path / name, "--quiet",
-                        *_sets(TINY + ["epochs=1"]))
+                        *sets(TINY + ["epochs=1"]))
         assert result.exit_code == 0, result.output
         outs.append(torch.load(tmp_path / name / "model.pth", weights_only=True)["state_dict"])
     assert all(torch.equal(outs[0][k], outs[1][k]) for k in outs[0])
 
 
 def test_run_folder_is_never_overwritten(dataset, tmp_path):
-    args = ["train", "--config", "fkd-best", "--data-dir", dataset, "--out", tmp_path / "r", "--quiet", *_sets(TINY + ["epochs=1"])]
+    args = ["train", "--config", "fkd-best", "--data-dir", dataset, "--out", tmp_path / "r", "--quiet", *sets(TINY + ["epochs=1"])]
     assert invoke(*args).exit_code == 0
     assert invoke(*args).exit_code == 0
     assert (tmp_path / "r" / "model.pth").is_file() and (tmp_path / "r2" / "model.pth").is_file()
@@ -80,7 +75,7 @@ def test_evaluate_gt_boxes_and_val_split(tiny_run, dataset, tmp_path):
 def test_resume_continues_to_the_configured_epochs(dataset, tmp_path):
     run = tmp_path / "run"
     args = ["--data-dir", dataset, "--quiet"]
-    assert invoke("train", "--config", "fkd-best", "--out", run, *args, *_sets(TINY + ["epochs=1"])).exit_code == 0
+    assert invoke("train", "--config", "fkd-best", "--out", run, *args, *sets(TINY + ["epochs=1"])).exit_code == 0
     # pretend the run was meant to be 2 epochs: the checkpoint's config is what resume follows
     state = torch.load(run / "last.pth", weights_only=True)
     state["config"]["epochs"] = 2
@@ -122,7 +117,7 @@ def test_interrupted_run_saves_last_and_resumes_mid_epoch(dataset, tmp_path, mon
 
 def test_nan_loss_stops_with_a_clear_message(dataset, tmp_path):
     result = invoke("train", "--config", "fkd-best", "--data-dir", dataset, "--out", tmp_path / "nan", "--quiet",
-                    *_sets(TINY + ["lr=1e30", "optimizer=sgd", "schedule=constant", "loss=mse"]))
+                    *sets(TINY + ["lr=1e30", "optimizer=sgd", "schedule=constant", "loss=mse"]))
     text = one_line_error(result)
     assert "diverged" in text
 
@@ -182,13 +177,14 @@ def test_load_checkpoint_rejects_directory(tmp_path):
         load_checkpoint(tmp_path)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("detector", ["mtcnn", "haar"])
 def test_training_with_a_detector_stores_its_rule(dataset, tmp_path, detector):
     """Calibration runs the detector over the training set; on drawn faces it may find none, and
     then the identity rule is stored with the number of faces it was measured on."""
     run = tmp_path / detector
-    sets = [s for s in TINY if not s.startswith("detector")] + ["epochs=1", f"detector={detector}"]
-    result = invoke("train", "--config", "fkd-best", "--data-dir", dataset, "--out", run, "--quiet", *_sets(sets))
+    overrides = [s for s in TINY if not s.startswith("detector")] + ["epochs=1", f"detector={detector}"]
+    result = invoke("train", "--config", "fkd-best", "--data-dir", dataset, "--out", run, "--quiet", *sets(overrides))
     assert result.exit_code == 0, result.output
     rule = torch.load(run / "model.pth", weights_only=True)["preprocess"]["rule"]
     assert rule["detector"] == detector and isinstance(rule["samples"], int) and rule["scale"] > 0
