@@ -3,8 +3,10 @@
 __version__ = "0.1.0"
 
 
-def load_model(path=None, detector: str | None = None, device: str = "cpu", trust_code: bool = False):
-    """A ready predictor: `load_model().predict("photo.jpg")` returns faces with 68 keypoints each.
+def load_model(path=None, detector: str | None = None, device: str = "auto", trust_code: bool = False):
+    """A ready predictor: `load_model().predict("photo.jpg")` returns an `ImageResult` (numpy
+    `keypoints` (F, 68, 2), `boxes`, `scores`, `keypoint_scores`, `regions`, `to_dict()`).
+    `device`: "auto" (CUDA, then Apple MPS, then CPU), as on the command line.
 
     `path` is a `.pth` checkpoint or an exported `.onnx` (neither runs code when loaded), or a
     TorchScript `.pt`, which is a program: it loads only with `trust_code=True`. None = the bundled model.

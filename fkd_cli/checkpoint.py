@@ -79,8 +79,12 @@ def update_checkpoint(source: Path, target: Path, preprocess: dict | None = None
     """Copy a checkpoint with some preprocessing-contract and config values changed (e.g. the
     detector rule or inference options, which change how a trained network is applied, not its
     weights). Everything else, weights included, is kept; returns the new preprocessing contract."""
+    import dataclasses
+
+    from .framing import Preprocess
+
     data = load_checkpoint(source)
-    unknown = set(preprocess or {}) - set(data["preprocess"])
+    unknown = set(preprocess or {}) - {f.name for f in dataclasses.fields(Preprocess)}
     if unknown:
         raise FkdError(f"{source}: its preprocessing contract has no {', '.join(sorted(unknown))}")
     data["preprocess"].update(preprocess or {})

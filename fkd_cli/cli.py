@@ -1,23 +1,33 @@
-"""The `fkd` command: five thin commands that parse, call the core, and render."""
+"""The `fkd` command: thin commands that check their inputs and outputs, call the core, and render.
+
+Heavy imports (torch, the model) happen inside each command, after its paths were checked, so that
+a mistyped path is a one-line error at once.
+"""
 
 from __future__ import annotations
 
 import functools
 import json
+import os
+import sys
 from enum import Enum
 from pathlib import Path
 from typing import List, Optional
 
 import typer
 
+from . import __version__
 from .errors import FkdError
 
 app = typer.Typer(
-    help="Facial keypoint detection: download the data, train, evaluate, predict 68 landmarks, export.",
+    help="Facial keypoint detection: download the data, train, evaluate, predict 68 landmarks, calibrate, export.",
     no_args_is_help=True,
-    add_completion=False,
+    add_completion=True,
     pretty_exceptions_enable=False,
 )
+
+FLAG = " "  # metavar for on/off flags: no "<bool>" placeholder in --help
+STDOUT = Path("-")  # `--json -` / `--csv -`: write to standard output
 
 
 class Device(str, Enum):
@@ -44,14 +54,18 @@ class DetectorName(str, Enum):
     none = "none"
 
 
-TRUST_CODE_HELP = "Allow a TorchScript .pt model: such files are programs, and loading one runs code from it. Only for files you trust; .pth and .onnx never run code."
-DETECTOR_HELP = "The face detector; default: the one the model was calibrated for (mtcnn for the bundled model). haar: OpenCV's cascades; none: each image is one face crop."
-
-
 class ExportFormat(str, Enum):
     onnx = "onnx"
     torchscript = "torchscript"
     all = "all"
+
+
+TRUST_CODE_HELP = ("Allow a TorchScript .pt model: such files are programs, and loading one runs code from it. "
+                   "Only for files you trust; .pth and .onnx never run code.")
+DETECTOR_HELP = ("The face detector; default: the one the model was calibrated for (mtcnn for the bundled model). "
+                 "haar: OpenCV's cascades; none: each image is one face crop.")
+QUIET_HELP = "Print only errors (no progress, no tables); outputs are written as usual."
+DEFAULT_CONF = 0.0  # see the README (Confidence) for the measurement behind it
 
 
 def user_errors(fn):
@@ -79,15 +93,34 @@ def _note(text: str) -> None:
     err_console.print(f"note: {text}", highlight=False, soft_wrap=True)
 
 
+def _check_outputs(targets) -> None:
+    """Every (path, option) is writable, checked before any work; at most one of them is stdout."""
+    from .outputs import check_output_file
+
+    to_stdout = [option for path, option in targets if path == STDOUT]
+    if len(to_stdout) > 1:
+        raise FkdError(f"{' and '.join(to_stdout)}: only one output can go to standard output (-)")
+    for path, option in targets:
+        if path is not None and path != STDOUT:
+            check_output_file(path, option)
+
+
 def write_outputs(jobs) -> int:
-    """Run each (option, path, write) job; a failure is one line and the others still run.
-    Returns how many failed."""
+    """Run each (option, path, text or write function) job: text goes to the file, or to stdout for
+    `-`. A failure is one line and the others still run. Returns how many failed."""
+    from .outputs import write_text
     from .render import err_console
 
     failed = 0
-    for option, path, write in jobs:
+    for option, path, content in jobs:
         try:
-            write()
+            if path == STDOUT:
+                sys.stdout.write(content)
+                sys.stdout.flush()
+            elif callable(content):
+                content()
+            else:
+                write_text(path, content)
         except (OSError, FkdError) as exc:
             failed += 1
             reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
@@ -95,31 +128,48 @@ def write_outputs(jobs) -> int:
     return failed
 
 
+def _version(value: bool) -> None:
+    if value:
+        print(f"fkd {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main_options(
+    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, metavar=FLAG,
+                                 help="Print fkd's version and exit."),
+):
+    """Facial keypoint detection: download the data, train, evaluate, predict 68 landmarks, calibrate, export."""
+
+
 @app.command("download-data")
 @user_errors
 def download_data(
-    dest: Path = typer.Option(Path("data"), "--dest", help="Folder to create (the default that train and evaluate read)."),
+    data_dir: Path = typer.Option(Path("data"), "--data-dir", "--dest", help="Folder to create (what train and evaluate read)."),
     url: Optional[str] = typer.Option(None, "--url", help="Archive URL (http, https or file://); default: the official archive."),
     sha256: Optional[str] = typer.Option(None, "--sha256", help="Expected SHA-256 of the archive; a mismatch is an error."),
     source: Optional[Path] = typer.Option(None, "--from", help="A local zip, or an already-extracted folder, instead of downloading."),
-    force: bool = typer.Option(False, "--force", help="Download and extract again even if DEST is complete."),
+    force: bool = typer.Option(False, "--force", metavar=FLAG, help="Download and extract again even if the folder is complete."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", metavar=FLAG, help=QUIET_HELP),
 ):
-    """Download the Udacity facial keypoints data, verify it, and extract it safely into DEST."""
-    from .download import DEFAULT_URL, fetch_dataset
-    from .render import console, make_progress
+    """Download the Udacity facial keypoints data, verify it, and extract it safely.
+
+    Example: fkd download-data --from train-test-data.zip --data-dir data
+    """
     from rich.table import Table
 
-    with make_progress(transient=True) as progress:
-        task = progress.add_task("download", total=None, status="")
+    from .download import DEFAULT_URL, fetch_dataset
+    from .render import console, progress
 
-        def on_bytes(done: int, total: int | None, note: str = "") -> None:
-            progress.update(task, completed=done, total=total, status=note)
-
-        result = fetch_dataset(dest, url=url or DEFAULT_URL, sha256=sha256, source=source, force=force, progress=on_bytes)
+    with progress("download", quiet=quiet) as bar:
+        result = fetch_dataset(data_dir, url=url or DEFAULT_URL, sha256=sha256, source=source, force=force,
+                               progress=lambda done, total, note="": bar.update(done, total, note))
+    if quiet:
+        return
     if result.already_complete:
-        console.print(f"already complete and verified: {dest}; nothing downloaded (use --force to fetch again)",
+        console.print(f"already complete and verified: {data_dir}; nothing downloaded (use --force to fetch again)",
                       soft_wrap=True, highlight=False)
-    table = Table(title=f"{dest}")
+    table = Table(title=f"{data_dir}")
     table.add_column("split")
     table.add_column("images", justify="right")
     table.add_column("CSV rows", justify="right")
@@ -137,20 +187,29 @@ def train(
     overrides: List[str] = typer.Option([], "--set", help="Override a config key: --set epochs=5 (repeatable)."),
     resume: Optional[Path] = typer.Option(None, "--resume", help="Continue a run from its last.pth."),
     device: Device = typer.Option(Device.auto, "--device", help="auto = CUDA, then MPS, then CPU."),
-    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar or table."),
+    show_config: bool = typer.Option(False, "--show-config", metavar=FLAG, help="List every config key (default, meaning; with --config its value) and exit."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", metavar=FLAG, help=QUIET_HELP),
 ):
-    """Train a keypoint model; the run folder gets model.pth, last.pth, config.yaml, metrics.csv and loss.png."""
-    from .config import resolve_config
-    from .trainer import train as run_training
-    from .render import RichTrainReporter, console
+    """Train a keypoint model; the run folder gets model.pth, last.pth, config.yaml, metrics.csv and loss.png.
 
+    Example: fkd train --config fkd-best --set epochs=5
+    """
+    from .config import resolve_config
+
+    if show_config:
+        from .config import describe_keys
+        from .render import config_table, console
+
+        console.print(config_table(describe_keys(), resolve_config(config, overrides) if config or overrides else None))
+        return
     if config is None and resume is None:
         raise FkdError("--config is required (a path, or a bundled name: first, final, fkd-best), or --resume a run")
     if resume is not None and overrides:
         raise FkdError("--set cannot change a resumed run: it continues with the config saved in its checkpoint")
     # with --resume the run's own saved config is used; the file is only checked here
     cfg = resolve_config(config, overrides)
-    import os
+    from .render import RichTrainReporter, console
+    from .trainer import train as run_training
 
     reporter = RichTrainReporter(show=not quiet and int(os.environ.get("RANK", "0")) == 0)
     try:
@@ -159,10 +218,7 @@ def train(
         reporter.close()
     if reporter.show and result.history:
         best = result.best
-        console.print(
-            f"best val NME {100 * best['nme']:.2f}% at epoch {best['epoch']}: "
-            f"[bold]{result.run_dir / 'model.pth'}[/]"
-        )
+        console.print(f"best val NME {100 * best['nme']:.2f}% at epoch {best['epoch']}: [bold]{result.run_dir / 'model.pth'}[/]")
     if result.stopped_early:
         raise typer.Exit(130)
 
@@ -173,31 +229,38 @@ def evaluate(
     model: Optional[Path] = typer.Option(None, "--model", "-m", help="A .pth checkpoint, .onnx, or TorchScript .pt (with --trust-code); default: the bundled model."),
     data_dir: Path = typer.Option(Path("data"), "--data-dir", help="Folder in the official layout."),
     split: EvalSplit = typer.Option(EvalSplit.test, "--split", help="test/, the training run's val split, or all of training/."),
-    json_out: Optional[Path] = typer.Option(None, "--json", help="Write the metrics as JSON here."),
+    json_out: Optional[Path] = typer.Option(None, "--json", help="Write the metrics as JSON here (- for standard output)."),
     plot: Optional[Path] = typer.Option(None, "--plot", help="Write the cumulative error curve (PNG) here."),
     boxes: BoxSource = typer.Option(BoxSource.detector, "--boxes", help="detector: what `fkd predict` does; gt: oracle boxes from the landmarks."),
     detector: Optional[DetectorName] = typer.Option(None, "--detector", help=DETECTOR_HELP),
-    flip_tta: Optional[bool] = typer.Option(None, "--flip-tta/--no-flip-tta", help="Average with the mirrored crop (default: as the model was trained)."),
+    flip_tta: Optional[bool] = typer.Option(None, "--flip-tta/--no-flip-tta", metavar=FLAG, help="Average with the mirrored crop (default: as the model was trained)."),
     device: Device = typer.Option(Device.auto, "--device"),
-    trust_code: bool = typer.Option(False, "--trust-code", help=TRUST_CODE_HELP),
+    trust_code: bool = typer.Option(False, "--trust-code", metavar=FLAG, help=TRUST_CODE_HELP),
+    quiet: bool = typer.Option(False, "--quiet", "-q", metavar=FLAG, help=QUIET_HELP),
 ):
-    """Measure a model with the field's metrics (NME, FR@8/10%, AUC@10%, per-region NME)."""
-    from .evaluate import evaluate_model
-    from .outputs import check_output_file, write_text
-    from .render import console, make_progress, metrics_table, plot_ced
+    """Measure a model with the field's metrics (NME, FR@8/10%, AUC@10%, per-region NME).
 
-    for target, option in ((json_out, "--json"), (plot, "--plot")):
-        if target is not None:
-            check_output_file(target, option)
-    with make_progress(transient=True) as progress:
-        task = progress.add_task("evaluate", total=None, status="")
+    Example: fkd evaluate --data-dir data --json metrics.json
+    """
+    from .inputs import check_model_path
+
+    _check_outputs([(json_out, "--json"), (plot, "--plot")])
+    check_model_path(model)
+    if not data_dir.is_dir():
+        raise FkdError(f"data folder {data_dir}: not found; run `fkd download-data` (or pass --data-dir)")
+    from .evaluate import evaluate_model
+    from .render import console, err_console, metrics_table, plot_ced, progress
+
+    with progress("evaluate", quiet=quiet) as bar:
         report, result = evaluate_model(
             model, data_dir, split.value, boxes.value, detector.value if detector else None, flip_tta, device.value,
-            trust_code, progress=lambda done, total: progress.update(task, completed=done, total=total), notes=_note)
-    console.print(metrics_table(report, f"{report['model']} on {data_dir}/{split.value} ({boxes.value} boxes)"))
+            trust_code, progress=lambda done, total: bar.update(done, total), notes=_note)
+    if not quiet:
+        (err_console if json_out == STDOUT else console).print(
+            metrics_table(report, f"{report['model']} on {data_dir}/{split.value} ({boxes.value} boxes)"))
     jobs = []
     if json_out:
-        jobs.append(("--json", json_out, lambda: write_text(json_out, json.dumps(report, indent=2))))
+        jobs.append(("--json", json_out, json.dumps(report, indent=2) + "\n"))
     if plot:
         jobs.append(("--plot", plot, lambda: plot_ced(result.nme, plot, Path(report["model"]).name)))
     if write_outputs(jobs):
@@ -207,57 +270,69 @@ def evaluate(
 @app.command()
 @user_errors
 def predict(
-    inputs: List[str] = typer.Argument(..., help="Image files, folders or glob patterns."),
+    inputs: List[str] = typer.Argument(..., metavar="INPUTS", help="Image files, folders or glob patterns."),
     model: Optional[Path] = typer.Option(None, "--model", "-m", help="A .pth checkpoint, .onnx, or TorchScript .pt (with --trust-code); default: the bundled model."),
     out: Optional[Path] = typer.Option(None, "--out", help="Folder for annotated images; default runs/predict (never overwritten)."),
     detector: Optional[DetectorName] = typer.Option(None, "--detector", help=DETECTOR_HELP),
-    json_out: Optional[Path] = typer.Option(None, "--json", help="Write all results as JSON here."),
-    csv_out: Optional[Path] = typer.Option(None, "--csv", help="Write one row per face as CSV here."),
-    no_draw: bool = typer.Option(False, "--no-draw", help="Do not write annotated images."),
-    recursive: bool = typer.Option(False, "--recursive", "-r", help="Descend into sub-folders of folder inputs."),
+    json_out: Optional[Path] = typer.Option(None, "--json", help="Write all results as JSON here (- for standard output)."),
+    csv_out: Optional[Path] = typer.Option(None, "--csv", help="Write one row per face as CSV here (- for standard output)."),
+    conf: float = typer.Option(DEFAULT_CONF, "--conf", min=0.0, max=1.0, help="Drop faces whose detector score is below this."),
+    max_faces: Optional[int] = typer.Option(None, "--max-faces", min=1, help="Keep only the N largest faces of each image."),
+    no_draw: bool = typer.Option(False, "--no-draw", metavar=FLAG, help="Do not write annotated images."),
+    recursive: bool = typer.Option(False, "--recursive", "-r", metavar=FLAG, help="Descend into sub-folders of folder inputs."),
     batch_size: int = typer.Option(32, "--batch-size", min=1, help="Faces per model call."),
     device: Device = typer.Option(Device.auto, "--device"),
-    trust_code: bool = typer.Option(False, "--trust-code", help=TRUST_CODE_HELP),
+    trust_code: bool = typer.Option(False, "--trust-code", metavar=FLAG, help=TRUST_CODE_HELP),
+    quiet: bool = typer.Option(False, "--quiet", "-q", metavar=FLAG, help=QUIET_HELP),
 ):
-    """Find faces and put keypoints on them; coordinates are in the upright original image's pixels."""
-    from .outputs import check_output_file, claim_run_dir, release_if_empty, write_text
-    from .predict import collect_inputs, json_report, predict_files, write_csv
-    from .render import console, err_console, make_progress, predict_table
+    """Find faces and put keypoints on them; coordinates are in the upright original image's pixels.
+
+    Example: fkd predict photos/*.jpg --json - | jq '.images[0].faces[0].box'
+    """
+    from .inputs import check_model_path, collect_inputs
+    from .outputs import claim_run_dir, release_if_empty
 
     paths = collect_inputs(inputs, recursive)
-    for target, option in ((json_out, "--json"), (csv_out, "--csv")):
-        if target is not None:
-            check_output_file(target, option)
+    _check_outputs([(json_out, "--json"), (csv_out, "--csv")])
+    check_model_path(model)
     out_dir = None if no_draw else claim_run_dir(out or Path("runs/predict"))
     try:
         from .inference import load_predictor
 
         predictor = load_predictor(model, detector=detector.value if detector else None, device=device.value,
                                    trust_code=trust_code)
+        predictor = predictor.configured(batch_size=batch_size, conf=conf, max_faces=max_faces)
     except BaseException:
         if out_dir is not None:
             release_if_empty(out_dir)
         raise
+    _report_predictions(predictor, paths, out_dir, json_out, csv_out, quiet)
+
+
+def _report_predictions(predictor, paths, out_dir, json_out, csv_out, quiet: bool) -> None:
+    """Run predict over the files, then show and write what came out (the exit code says what failed)."""
+    from .predict import csv_text, json_report, predict_files
+    from .render import console, err_console, predict_table, progress
+
     for note in predictor.notes:
         _note(note)
-    predictor = predictor.configured(batch_size=batch_size)
     output_errors: list[str] = []
-    with make_progress(transient=True) as progress:
-        task = progress.add_task("predict", total=len(paths), status="")
-        report = predict_files(predictor, paths, out_dir, progress=lambda done: progress.update(task, completed=done),
-                               on_output_error=output_errors.append)
-    console.print(predict_table(report))
+    with progress("predict", len(paths), quiet=quiet) as bar:
+        report = predict_files(predictor, paths, out_dir, progress=bar.update, on_output_error=output_errors.append)
+    screen = err_console if STDOUT in (json_out, csv_out) else console  # stdout is for the data then
+    if not quiet:
+        screen.print(predict_table(report))
     for message in output_errors:
         err_console.print(f"[red]error:[/] {message}", highlight=False, soft_wrap=True)
     jobs = []
     if json_out:
-        jobs.append(("--json", json_out, lambda: write_text(json_out, json.dumps(json_report(report), indent=1))))
+        jobs.append(("--json", json_out, json.dumps(json_report(report), indent=1) + "\n"))
     if csv_out:
-        jobs.append(("--csv", csv_out, lambda: write_csv(report, csv_out)))
+        jobs.append(("--csv", csv_out, csv_text(report)))
     failed_outputs = write_outputs(jobs) + len(output_errors)
     failed = [item for item in report["images"] if item["error"]]
-    if out_dir is not None and not output_errors:
-        console.print(f"annotated images: [bold]{out_dir}[/]")
+    if out_dir is not None and not output_errors and not quiet:
+        screen.print(f"annotated images: [bold]{out_dir}[/]")
     if report["interrupted"]:
         err_console.print(f"[red]interrupted[/] after {len(report['images'])} of {len(paths)} inputs; "
                           f"their results were written", highlight=False)
@@ -271,22 +346,29 @@ def predict(
 @app.command()
 @user_errors
 def calibrate(
-    model: Path = typer.Argument(..., help="A face-framed .pth checkpoint."),
+    model: Path = typer.Argument(..., metavar="MODEL", help="A face-framed .pth checkpoint."),
     detector: DetectorName = typer.Option(..., "--detector", help="The detector to measure a rule for."),
     data_dir: Path = typer.Option(Path("data"), "--data-dir", help="Folder in the official layout; its training/ split is used."),
     out: Path = typer.Option(..., "--out", help="Where to write the recalibrated checkpoint."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", metavar=FLAG, help=QUIET_HELP),
 ):
     """Fit a trained model to another face detector without retraining: measure how the detector's
-    boxes sit on the training faces and store that rule in a copy of the model."""
-    from .calibrate import recalibrate
-    from .render import console, make_progress
+    boxes sit on the training faces and store that rule in a copy of the model.
 
-    with make_progress(transient=True) as progress:
-        task = progress.add_task("detect", total=None, status="")
-        rule = recalibrate(model, detector.value, data_dir, out,
-                           progress=lambda done, total: progress.update(task, completed=done, total=total))
-    console.print(f"{out}: {detector.value} rule from {rule.samples} training faces: "
-                  f"dx={rule.dx:+.3f} dy={rule.dy:+.3f} scale={rule.scale:.3f}", highlight=False)
+    Example: fkd calibrate runs/fkd-best/model.pth --detector haar --out model-haar.pth
+    """
+    from .inputs import check_model_path
+
+    check_model_path(model)
+    _check_outputs([(out, "--out")])
+    from .calibrate import recalibrate
+    from .render import console, progress
+
+    with progress(f"{detector.value} pass", quiet=quiet) as bar:
+        rule = recalibrate(model, detector.value, data_dir, out, progress=lambda done, total: bar.update(done, total))
+    if not quiet:
+        console.print(f"{out}: {detector.value} rule from {rule.samples} training faces: "
+                      f"dx={rule.dx:+.3f} dy={rule.dy:+.3f} scale={rule.scale:.3f}", highlight=False)
 
 
 @app.command()
@@ -296,14 +378,23 @@ def export(
     fmt: ExportFormat = typer.Option(ExportFormat.onnx, "--format", "-f", help="onnx, torchscript or all."),
     out: Optional[Path] = typer.Option(None, "--out", help="Output file (or stem, with --format all); default: beside the model, or here for the bundled one."),
     opset: int = typer.Option(17, "--opset", min=11, help="ONNX opset."),
-    check: bool = typer.Option(True, "--check/--no-check", help="Compare the exported model with PyTorch; over 1e-3 px is an error."),
+    check: bool = typer.Option(True, "--check/--no-check", metavar=FLAG, help="Compare the exported model with PyTorch; over 1e-3 px is an error."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", metavar=FLAG, help=QUIET_HELP),
 ):
-    """Export a model to ONNX and/or TorchScript with its preprocessing contract embedded."""
+    """Export a model to ONNX and/or TorchScript with its preprocessing contract embedded.
+
+    Example: fkd export --model runs/fkd-best/model.pth --format onnx
+    """
+    from .inputs import check_model_path
+
+    check_model_path(model)
     from .export import export_model
     from .render import console, parity_table
 
     results = export_model(model, fmt.value, out, opset, check)
     for result in results:
+        if quiet:
+            continue
         if result.parity:
             console.print(parity_table(result))
         console.print(f"wrote [bold]{result.path}[/]" + (" (checked)" if result.parity else " (not checked)"))

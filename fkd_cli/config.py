@@ -28,6 +28,8 @@ class Config:
     keypoints: int | None = None  # keypoint count; None = read from the CSV
     flip_permutation: list[int] | None = None  # left/right index swap; None = iBUG-68 when K == 68
     norm_points: list[int] | None = None  # the two points whose distance normalises NME; None = [36, 45] for 68
+    regions: dict[str, list[int]] | None = None  # named keypoint groups for the API and JSON; None = iBUG-68's for 68
+    fraction: float = 1.0  # share of training/ to use (seeded), for quick smoke runs
     # --- framing: how a face is cut out before the network sees it (stored in the checkpoint) ---
     framing: str = "face"  # face: square crop around a face box; frame: whole image (original project)
     input_size: int = 96  # network input side in pixels
@@ -83,6 +85,19 @@ CHOICES = {
 FIELDS = {f.name: f for f in dataclasses.fields(Config)}
 
 
+def describe_keys() -> list[tuple[str, Any, str]]:
+    """(key, default, meaning) for every config key, the meaning being the comment beside it in `Config`."""
+    import inspect
+
+    comments = {}
+    for line in inspect.getsource(Config).splitlines():
+        match = re.match(r"\s+(\w+): [^=]+= .*?  # (.*)$", line)
+        if match:
+            comments[match.group(1)] = match.group(2)
+    defaults = Config()
+    return [(name, getattr(defaults, name), comments.get(name, "")) for name in FIELDS]
+
+
 def bundled_config_dir() -> Path:
     return Path(str(resources.files("fkd_cli") / "configs"))
 
@@ -128,6 +143,11 @@ def _coerce(key: str, value: Any, where: str) -> Any:
             return value
         if base is str and isinstance(value, str):
             return value
+        if base is dict and isinstance(value, dict):
+            ok = all(isinstance(k, str) and isinstance(v, list) and v and all(isinstance(i, int) and not isinstance(i, bool) for i in v)
+                     for k, v in value.items())
+            if ok:
+                return {k: list(v) for k, v in value.items()}
         if base is list and isinstance(value, list):
             (item_type,) = typing.get_args(option)
             ok = all(
@@ -144,6 +164,7 @@ def _coerce(key: str, value: Any, where: str) -> Any:
 # Checked in one place, before any data is read; NaN and infinity are refused everywhere.
 RANGES: dict[str, tuple[float | None, float | None, bool, bool]] = {
     "val_fraction": (0, 1, True, False),
+    "fraction": (0, 1, False, True),
     "keypoints": (1, None, True, True),
     "input_size": (16, 1024, True, True),
     "face_margin": (0, 10, False, True),
@@ -218,6 +239,9 @@ def check_keypoint_indices(cfg: Config, num_keypoints: int) -> None:
         if not (0 <= a < num_keypoints and 0 <= b < num_keypoints) or a == b:
             raise FkdError(f"config key 'norm_points' must be two different indices in 0..{num_keypoints - 1}, "
                            f"got {cfg.norm_points}")
+    for name, indices in (cfg.regions or {}).items():
+        if not all(0 <= i < num_keypoints for i in indices):
+            raise FkdError(f"config key 'regions': '{name}' names an index outside 0..{num_keypoints - 1}")
     if cfg.flip_permutation is not None and len(cfg.flip_permutation) != num_keypoints:
         raise FkdError(f"config key 'flip_permutation' has {len(cfg.flip_permutation)} entries for {num_keypoints} keypoints")
 

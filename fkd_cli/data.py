@@ -53,6 +53,15 @@ def decode_image(source) -> torch.Tensor:
     return torch.from_numpy(arr).permute(2, 0, 1).contiguous()
 
 
+def image_format(path: Path) -> str | None:
+    """The format a file's content is in ("JPEG", "PNG", ...), from its header only."""
+    try:
+        with Image.open(path) as img:
+            return img.format
+    except (OSError, ValueError, SyntaxError):
+        return None
+
+
 def read_image(path: Path) -> torch.Tensor:
     """`decode_image` with failures turned into one-line errors naming the file."""
     try:
@@ -63,6 +72,34 @@ def read_image(path: Path) -> torch.Tensor:
         raise FkdError(f"{path}: image too large (over {MAX_IMAGE_PIXELS:,} pixels), refused as a decompression bomb") from None
     except (OSError, ValueError, SyntaxError) as exc:
         raise FkdError(f"{path}: not a readable image ({exc.__class__.__name__}: {exc})") from None
+
+
+def to_image_tensor(image, bgr: bool = False) -> tuple[str | None, torch.Tensor]:
+    """Anything `predict()` takes -> (path or None, upright uint8 RGB tensor (3, H, W)).
+
+    A path, a PIL image, a numpy array (`HxWx3` RGB, or BGR with `bgr=True` as OpenCV gives;
+    `HxWx4` with alpha; `HxW` grey; uint8), or a torch tensor (uint8 `3xHxW`, `1xHxW` or `HxW`).
+    """
+    if isinstance(image, (str, Path)):
+        return str(image), read_image(Path(image))
+    if isinstance(image, Image.Image):
+        return None, decode_image(image)
+    if isinstance(image, np.ndarray):
+        if image.dtype != np.uint8 or image.ndim not in (2, 3) or (image.ndim == 3 and image.shape[2] not in (1, 3, 4)):
+            raise FkdError(f"a numpy image must be uint8 HxW, HxWx3 or HxWx4; got {image.dtype} {image.shape}")
+        if image.ndim == 3 and image.shape[2] >= 3 and bgr:
+            image = np.concatenate([image[:, :, 2::-1], image[:, :, 3:]], axis=2)
+        if image.ndim == 3 and image.shape[2] == 1:
+            image = image[:, :, 0]
+        return None, decode_image(Image.fromarray(np.ascontiguousarray(image)))
+    if isinstance(image, torch.Tensor):
+        if image.dtype != torch.uint8 or image.ndim not in (2, 3) or (image.ndim == 3 and image.shape[0] not in (1, 3)):
+            raise FkdError(f"a tensor image must be uint8 HxW, 1xHxW or 3xHxW; got {image.dtype} {tuple(image.shape)}")
+        image = image if image.ndim == 3 else image[None]
+        if bgr and image.shape[0] == 3:
+            image = image.flip(0)
+        return None, image.expand(3, -1, -1).contiguous()
+    raise FkdError(f"cannot read an image from a {type(image).__name__}: give a path, a PIL image, a numpy array or a tensor")
 
 
 # ---- the official layout ------------------------------------------------------------------------

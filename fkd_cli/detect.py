@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -15,7 +16,11 @@ from .framing import landmark_box
 @dataclass
 class Detection:
     box: tuple[float, float, float, float]  # x0, y0, x1, y1 in original-image pixels
-    score: float | None
+    score: float | None  # confidence in [0, 1]; None when no detector ran (`--detector none`)
+
+    @property
+    def area(self) -> float:
+        return max(0.0, self.box[2] - self.box[0]) * max(0.0, self.box[3] - self.box[1])
 
 
 class Detector(Protocol):
@@ -92,8 +97,9 @@ class HaarDetector:
                 found += [([grey_width - x - w, y, w, h], weight) for (x, y, w, h), weight in flipped]
             if found:
                 break
+        # the cascades' raw level weights (about -1 to 11) squashed into [0, 1], as every detector's score
         out = [
-            Detection((x / scale, y / scale, (x + w) / scale, (y + h) / scale), float(weight))
+            Detection((x / scale, y / scale, (x + w) / scale, (y + h) / scale), 1.0 / (1.0 + math.exp(-float(weight))))
             for (x, y, w, h), weight in found
         ]
         out.sort(key=lambda d: -(d.score or 0.0))

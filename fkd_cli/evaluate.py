@@ -19,6 +19,9 @@ class EvalResult:
     metrics: dict  # summarize()'s figures, plus "missed"
     nme: torch.Tensor  # (N,) per image
     missed_mask: torch.Tensor  # (N,) True where no detection held the face
+    predictions: torch.Tensor  # (N, K, 2) in image pixels
+    spread: torch.Tensor | None = None  # (N, K) flip-TTA spread of each point (None without flip TTA)
+    face_scores: torch.Tensor | None = None  # (N,) the matched detection's score (NaN: missed, gt boxes, no score)
 
     @property
     def count(self) -> int:
@@ -35,7 +38,7 @@ def evaluate(predictor: Predictor, images: ImageCache, keypoints: torch.Tensor, 
     if boxes not in ("detector", "gt"):
         raise FkdError(f"--boxes {boxes}: choose detector or gt")
     framer = predictor.framer
-    initial, all_images, missed = [], [], []
+    initial, all_images, missed, face_scores = [], [], [], []
     for i in range(len(images)):
         image = images[i]
         all_images.append(image)
@@ -43,18 +46,21 @@ def evaluate(predictor: Predictor, images: ImageCache, keypoints: torch.Tensor, 
         if boxes == "gt" or not framer.uses_detector:
             initial.append(framer.truth_box(width, height, keypoints[i]))
             missed.append(False)
+            face_scores.append(float("nan"))
         else:
             detection = match_detection(predictor.detect(image), keypoints[i])
             missed.append(detection is None)
+            face_scores.append(float("nan") if detection is None or detection.score is None else detection.score)
             initial.append(predictor.initial_box(image, detection))
         if progress is not None:
             progress(i + 1, len(images))
-    predictions = predictor.keypoints_in_boxes(all_images, initial, missed)
+    predictions, spread = predictor.keypoints_and_spread(all_images, initial, missed)
     sizes = torch.tensor([list(img.shape[-2:]) for img in all_images], dtype=torch.float32)
     norm = predictor.pp.norm_points or [0, 1]
     metrics = summarize(predictions, keypoints, sizes, norm)
     metrics["missed"] = sum(missed)
-    return EvalResult(metrics, per_image_nme(predictions, keypoints, norm), torch.tensor(missed, dtype=torch.bool))
+    return EvalResult(metrics, per_image_nme(predictions, keypoints, norm), torch.tensor(missed, dtype=torch.bool), predictions, spread,
+                      torch.tensor(face_scores, dtype=torch.float32))
 
 
 def evaluate_model(model: Path | None, data_dir: Path, split: str = "test", boxes: str = "detector",

@@ -18,7 +18,7 @@ from torchvision import tv_tensors
 from torchvision.transforms.v2 import functional as F
 
 from .config import Config
-from .landmarks import IBUG68_FLIP, IBUG68_NORM_POINTS, validate_permutation
+from .landmarks import IBUG68_FLIP, IBUG68_NORM_POINTS, default_regions, validate_permutation
 
 
 @dataclass
@@ -55,6 +55,10 @@ class Preprocess:
     refine_steps: int = 1
     flip_tta: bool = False
     rule: DetectorRule = field(default_factory=DetectorRule)
+    regions: dict[str, list[int]] | None = None  # named keypoint groups (None: the layout's default)
+    # keypoint confidence: a point whose flip-TTA disagreement (crop units) equals score_scale[k] scores
+    # 0.5; measured on held-out faces when the model is trained (None: not calibrated, no scores)
+    score_scale: list[float] | None = None
 
     @classmethod
     def from_config(cls, cfg: Config, num_keypoints: int) -> "Preprocess":
@@ -83,6 +87,7 @@ class Preprocess:
             refine_steps=cfg.refine_steps if cfg.framing == "face" else 0,
             flip_tta=cfg.flip_tta and perm is not None,
             rule=DetectorRule(detector=cfg.detector),
+            regions=cfg.regions or default_regions(num_keypoints),
         )
 
     @property

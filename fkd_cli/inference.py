@@ -8,33 +8,28 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Sequence
 
 import torch
 
 from .backends import bundled_model_path, load_backend
-from .data import decode_image, read_image
+from .data import to_image_tensor
 from .detect import Detection, build_detector
 from .errors import FkdError
+from .landmarks import default_regions
+from .results import FaceResult, ImageResult
 from .framing import Box, Preprocess, crop, crop_points_to_image, flip_crop_points, outputs_to_crop_points, to_input
 
 WHOLE_IMAGE_EXTRA_STEPS = 2
-
-
-@dataclass
-class FaceResult:
-    box: tuple[float, float, float, float]
-    score: float | None
-    keypoints: torch.Tensor  # (K, 2) original-image pixels
 
 
 class Predictor:
     """A model plus its preprocessing contract and detector."""
 
     def __init__(self, backend: Callable[[torch.Tensor], torch.Tensor], pp: Preprocess, source: str,
-                 detector: str | None = None, info: dict | None = None, batch_size: int = 32):
+                 detector: str | None = None, info: dict | None = None, batch_size: int = 32,
+                 conf: float = 0.0, max_faces: int | None = None):
         self.backend, self.pp, self.source, self.info = backend, pp, source, info or {}
         self.framer = pp.framer
         # frame-framed models look at the whole frame: no detector is involved
@@ -48,13 +43,24 @@ class Predictor:
                 f"may be off, and accuracy lower (measure a rule for {name}: fkd calibrate --detector {name})"
             )
         self.batch_size = batch_size
+        self.conf = conf  # faces whose detector score is below this are dropped
+        self.max_faces = max_faces  # keep only the N largest faces of an image (None: all)
 
     def configured(self, batch_size: int | None = None, flip_tta: bool | None = None,
-                   refine_steps: int | None = None) -> "Predictor":
+                   refine_steps: int | None = None, conf: float | None = None,
+                   max_faces: int | None = None) -> "Predictor":
         """A copy with other settings (the backend and detector are shared, never changed here)."""
         other = copy.copy(self)
         if batch_size is not None:
             other.batch_size = batch_size
+        if conf is not None:
+            if not 0 <= conf <= 1:
+                raise FkdError(f"--conf {conf}: a face score threshold is in [0, 1]")
+            other.conf = conf
+        if max_faces is not None:
+            if max_faces < 1:
+                raise FkdError(f"--max-faces {max_faces}: must be at least 1")
+            other.max_faces = max_faces
         if flip_tta and self.pp.flip_permutation is None:
             raise FkdError("--flip-tta: this model has no flip permutation (its keypoints have no left/right pairs)")
         changes = {k: v for k, v in (("flip_tta", flip_tta), ("refine_steps", refine_steps)) if v is not None}
@@ -71,42 +77,65 @@ class Predictor:
 
     def run_inputs(self, inputs: torch.Tensor) -> torch.Tensor:
         """Normalised crops (N, C, S, S) -> crop pixels (N, K, 2), with flip TTA if the model asks for it."""
+        return self.run_inputs_with_spread(inputs)[0]
+
+    def run_inputs_with_spread(self, inputs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Crop pixels (N, K, 2) and, with flip TTA, how far the crop's and the mirrored crop's
+        predictions of each point lie apart (N, K), in crop sides: the model's own doubt, for free."""
         if not self.pp.flip_tta:
-            return outputs_to_crop_points(self.backend(inputs), self.pp)
+            return outputs_to_crop_points(self.backend(inputs), self.pp), None
         # one call on crops and mirrored crops together: half the per-call overhead of two calls
         both = outputs_to_crop_points(self.backend(torch.cat([inputs, inputs.flip(-1)])), self.pp)
-        points, mirrored = both[: len(inputs)], both[len(inputs):]
-        return (points + flip_crop_points(mirrored, self.pp)) / 2
+        points, mirrored = both[: len(inputs)], flip_crop_points(both[len(inputs):], self.pp)
+        return (points + mirrored) / 2, (points - mirrored).norm(dim=-1) / self.pp.input_size
 
-    def _keypoints_once(self, images: Sequence[torch.Tensor], boxes: Sequence[Box]) -> torch.Tensor:
-        out = []
+    def _keypoints_once(self, images: Sequence[torch.Tensor], boxes: Sequence[Box]) -> tuple[torch.Tensor, torch.Tensor | None]:
+        out, spreads = [], []
         size = self.pp.input_size
         for start in range(0, len(boxes), self.batch_size):
             chunk = range(start, min(start + self.batch_size, len(boxes)))
             crops = torch.stack([crop(images[i], boxes[i], size)[0].as_subclass(torch.Tensor) for i in chunk])
-            points = self.run_inputs(to_input(crops, self.pp))
+            points, spread = self.run_inputs_with_spread(to_input(crops, self.pp))
             out.append(crop_points_to_image(points, torch.tensor([boxes[i] for i in chunk]), size))
-        return torch.cat(out) if out else torch.zeros(0, self.num_keypoints, 2)
+            spreads.append(spread)
+        if not out:
+            return torch.zeros(0, self.num_keypoints, 2), None
+        return torch.cat(out), (torch.cat(spreads) if spreads[0] is not None else None)
 
     def keypoints_in_boxes(self, images: Sequence[torch.Tensor], boxes: Sequence[Box],
                            whole_image: Sequence[bool] | None = None) -> torch.Tensor:
-        """Keypoints (N, K, 2) in image pixels for face i in `boxes[i]` of `images[i]`.
+        """Keypoints (N, K, 2) in image pixels for face i in `boxes[i]` of `images[i]`."""
+        return self.keypoints_and_spread(images, boxes, whole_image)[0]
+
+    def keypoints_and_spread(self, images: Sequence[torch.Tensor], boxes: Sequence[Box],
+                             whole_image: Sequence[bool] | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Keypoints (N, K, 2) in image pixels and the flip-TTA spread (N, K) of the last pass.
 
         After the first pass the crop is re-cut around the predicted landmarks, exactly as in
         training (`refine_steps` times): the detector only has to be roughly right. Faces whose
         box is the whole image (nothing detected) get `WHOLE_IMAGE_EXTRA_STEPS` more re-cuts, to
         zoom in from the whole frame.
         """
-        points = self._keypoints_once(images, boxes)
+        points, spread = self._keypoints_once(images, boxes)
         for _ in range(self.pp.refine_steps):
             boxes = self._recrop_boxes(points, boxes)
-            points = self._keypoints_once(images, boxes)
+            points, spread = self._keypoints_once(images, boxes)
         coarse = [i for i, flag in enumerate(whole_image or []) if flag] if self.framer.uses_detector else []
         for _ in range(WHOLE_IMAGE_EXTRA_STEPS if coarse else 0):
-            subset = self._keypoints_once([images[i] for i in coarse],
-                                          self._recrop_boxes(points[coarse], [boxes[i] for i in coarse]))
+            subset, subset_spread = self._keypoints_once(
+                [images[i] for i in coarse], self._recrop_boxes(points[coarse], [boxes[i] for i in coarse]))
             points[coarse] = subset
-        return points
+            if spread is not None:
+                spread[coarse] = subset_spread
+        return points, spread
+
+    def keypoint_scores(self, spread: torch.Tensor | None) -> torch.Tensor | None:
+        """Spread -> per-point confidence in [0, 1]: 0.5 where the spread equals the calibrated scale
+        (the 90th percentile on held-out faces), near 1 where the two passes agree."""
+        if spread is None or self.pp.score_scale is None:
+            return None
+        scale = torch.tensor(self.pp.score_scale, dtype=spread.dtype).clamp_min(1e-6)
+        return torch.pow(0.5, spread / scale)
 
     def _recrop_boxes(self, points: torch.Tensor, previous: Sequence[Box]) -> list[Box]:
         """Crops around the predicted landmarks; a face whose prediction is not finite (a diverged
@@ -126,42 +155,55 @@ class Predictor:
         return self.detector.detect(image)
 
     def predict_faces(self, image: torch.Tensor) -> list[FaceResult]:
-        detections = self.detect(image)
-        if not detections:
-            return []
-        boxes = [self.initial_box(image, d) for d in detections]
-        points = self.keypoints_in_boxes([image] * len(boxes), boxes)
-        return [FaceResult(d.box, d.score, p) for d, p in zip(detections, points)]
+        return self._faces_of([image])[0]
 
-    def predict(self, image) -> dict:
-        """One image (path, PIL image, or uint8 CHW tensor) -> the JSON schema's image entry."""
-        if isinstance(image, (str, Path)):
-            path, tensor = str(image), read_image(Path(image))
-        elif isinstance(image, torch.Tensor):
-            path, tensor = None, image
-        else:
-            path, tensor = None, decode_image(image)
-        faces = self.predict_faces(tensor)
-        return image_entry(path, tensor, faces, None)
+    def select(self, detections: list[Detection]) -> list[Detection]:
+        """The faces a user asked for: score at least `conf`, then the `max_faces` largest."""
+        kept = [d for d in detections if d.score is None or d.score >= self.conf]
+        if self.max_faces is not None:
+            kept = sorted(kept, key=lambda d: -d.area)[: self.max_faces]
+        return kept
 
+    def _faces_of(self, images: Sequence[torch.Tensor]) -> list[list[FaceResult]]:
+        """Detect in every image, then put every face of every image through the network together."""
+        detections = [self.select(self.detect(image)) for image in images]
+        owners = [i for i, found in enumerate(detections) for _ in found]
+        flat = [d for found in detections for d in found]
+        boxes = [self.initial_box(images[i], d) for i, d in zip(owners, flat)]
+        points, spread = self.keypoints_and_spread([images[i] for i in owners], boxes)
+        scores = self.keypoint_scores(spread)
+        faces: list[list[FaceResult]] = [[] for _ in images]
+        for n, (i, d) in enumerate(zip(owners, flat)):
+            faces[i].append(FaceResult(d.box, d.score, points[n], None if scores is None else scores[n]))
+        return faces
 
-def image_entry(path, image: torch.Tensor | None, faces: list[FaceResult], error: str | None) -> dict:
-    """The `images[]` item of the predict JSON schema (coordinates in upright original pixels)."""
-    height, width = (image.shape[-2:] if image is not None else (None, None))
-    return {
-        "path": path,
-        "width": int(width) if width is not None else None,
-        "height": int(height) if height is not None else None,
-        "faces": [
-            {
-                "box": [round(float(v), 2) for v in f.box],
-                "score": None if f.score is None else round(float(f.score), 4),
-                "keypoints": [[round(float(x), 2), round(float(y), 2)] for x, y in f.keypoints.tolist()],
-            }
-            for f in faces
-        ],
-        "error": error,
-    }
+    @property
+    def regions(self) -> dict[str, list[int]] | None:
+        return self.pp.regions or default_regions(self.num_keypoints)
+
+    def predict(self, images, bgr: bool = False):
+        """Faces and keypoints of one image or a list of them.
+
+        An image is a path, a PIL image, a numpy array (`HxWx3` uint8 RGB, or BGR with `bgr=True`;
+        `HxW` grey) or a uint8 tensor (`3xHxW`). Returns an `ImageResult` (a list of them for a list):
+        numpy `keypoints` (F, K, 2), `boxes`, `scores`, `keypoint_scores`, `regions`, and `to_dict()`.
+        Lists are processed `batch_size` images at a time, their faces in shared network calls.
+        """
+        if isinstance(images, (list, tuple)):
+            results = []
+            for start in range(0, len(images), self.batch_size):
+                results += self._predict_many(images[start:start + self.batch_size], bgr)
+            return results
+        return self._predict_many([images], bgr)[0]
+
+    def _predict_many(self, images: Sequence, bgr: bool) -> list[ImageResult]:
+        loaded = [to_image_tensor(image, bgr) for image in images]
+        faces = self._faces_of([tensor for _, tensor in loaded])
+        return [self.result(path, tensor, found) for (path, tensor), found in zip(loaded, faces)]
+
+    def result(self, path, image: torch.Tensor | None, faces: list[FaceResult], error: str | None = None) -> ImageResult:
+        height, width = (int(v) for v in image.shape[-2:]) if image is not None else (None, None)
+        return ImageResult(path, width, height, faces, error, self.regions, num_keypoints=self.num_keypoints)
 
 
 def load_predictor(path: str | Path | None = None, detector: str | None = None, device: str = "auto",

@@ -26,6 +26,26 @@ IBUG68_REGIONS = {
     "eyes": range(36, 48),
     "mouth": range(48, 68),
 }
+# Named regions as face_recognition users know them; "left"/"right" as seen in the image (so
+# `left_eye` is the subject's right eye), which is face_recognition's and dlib's convention.
+IBUG68_NAMED_REGIONS = {
+    "jaw": list(range(0, 17)),
+    "left_eyebrow": list(range(17, 22)),
+    "right_eyebrow": list(range(22, 27)),
+    "nose_bridge": list(range(27, 31)),
+    "nose_tip": list(range(31, 36)),
+    "left_eye": list(range(36, 42)),
+    "right_eye": list(range(42, 48)),
+    "outer_lips": list(range(48, 60)),
+    "inner_lips": list(range(60, 68)),
+}
+
+
+def default_regions(num_keypoints: int) -> dict[str, list[int]] | None:
+    """The named regions of a layout: iBUG-68's, or none for other keypoint sets (a config may set its own)."""
+    return {k: list(v) for k, v in IBUG68_NAMED_REGIONS.items()} if num_keypoints == 68 else None
+
+
 # Polylines drawn on annotated images: (first, last, closed)
 IBUG68_CONTOURS = [
     (0, 16, False), (17, 21, False), (22, 26, False), (27, 30, False), (31, 35, False),

@@ -3,54 +3,24 @@
 from __future__ import annotations
 
 import csv
-import glob
 import io
 import time
 from pathlib import Path
 
-from .data import read_image
+from .data import image_format, read_image
 from .errors import FkdError
-from .inference import Predictor, image_entry
+from .inputs import collect_inputs  # noqa: F401  (part of this module's API)
+from .inference import Predictor
 from .outputs import write_text
 
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm", ".jfif"}
-
-
-def collect_inputs(inputs: list[str], recursive: bool = False) -> list[Path]:
-    """Files as given (any suffix: a bad one is reported per file), image files inside folders,
-    and glob patterns (expanded here too, for shells that pass them quoted)."""
-    paths: list[Path] = []
-    for raw in inputs:
-        path = Path(raw)
-        if path.is_dir():
-            pattern = "**/*" if recursive else "*"
-            paths += sorted(p for p in path.glob(pattern) if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
-        elif path.exists():
-            paths.append(path)
-        elif glob.has_magic(raw):
-            matches = sorted(Path(p) for p in glob.glob(raw, recursive=recursive) if Path(p).is_file())
-            if not matches:
-                raise FkdError(f"{raw}: the pattern matches no file")
-            paths += matches
-        else:
-            raise FkdError(f"{raw}: no such file or folder")
-    if not paths:
-        raise FkdError(f"no image files found in {', '.join(inputs)}" + ("" if recursive else " (use --recursive for sub-folders)"))
-    seen, unique = set(), []
-    for p in paths:
-        key = p.resolve()
-        if key not in seen:
-            seen.add(key)
-            unique.append(p)
-    return unique
-
-
 def _annotated_name(path: Path, used: set[str]) -> str:
-    """Output names that never collide, even for same-named files from different folders."""
-    name = f"{path.stem}.png"
+    """Output names that never collide, even for same-named files from different folders; a JPEG
+    (by content, not name) stays a JPEG, anything else becomes a PNG (lossless, opens everywhere)."""
+    suffix = ".jpg" if image_format(path) == "JPEG" else ".png"
+    name = f"{path.stem}{suffix}"
     n = 2
     while name in used:
-        name = f"{path.stem}_{n}.png"
+        name = f"{path.stem}_{n}{suffix}"
         n += 1
     used.add(name)
     return name
@@ -74,18 +44,20 @@ def predict_files(predictor: Predictor, paths: list[Path], out_dir: Path | None,
             started = time.perf_counter()
             try:
                 image = read_image(path)
-                faces = predictor.predict_faces(image)
-                entry = image_entry(str(path), image, faces, None)
+                result = predictor.result(str(path), image, predictor.predict_faces(image))
             except FkdError as exc:
-                image, entry = None, image_entry(str(path), None, [], str(exc))
+                image, result = None, predictor.result(str(path), None, [], str(exc))
             if out_dir is not None and image is not None:
                 try:
-                    draw_faces(image, faces, out_dir / _annotated_name(path, used))
+                    target = out_dir / _annotated_name(path, used)
+                    draw_faces(image, result.faces, target)
+                    result.annotated = str(target)
                 except OSError as exc:
                     if on_output_error is not None:
                         on_output_error(f"--out {out_dir}: annotated images stopped after {len(used) - 1} of "
                                         f"{len(paths)} ({exc.strerror or exc}); the other outputs have every result")
                     out_dir = None
+            entry = result.to_dict()
             entry["seconds"] = round(time.perf_counter() - started, 4)
             images.append(entry)
             if progress is not None:
@@ -96,6 +68,7 @@ def predict_files(predictor: Predictor, paths: list[Path], out_dir: Path | None,
         "model": predictor.source,
         "detector": predictor.detector.name,
         "coordinates": "pixels of the upright image (EXIF orientation applied), origin top-left",
+        "regions": predictor.regions,
         "images": images,
         "interrupted": interrupted,
     }
@@ -104,8 +77,10 @@ def predict_files(predictor: Predictor, paths: list[Path], out_dir: Path | None,
 def json_report(report: dict) -> dict:
     """The documented JSON schema: timings and run state are for the table only."""
     images = [{k: v for k, v in item.items() if k != "seconds"} for item in report["images"]]
-    return {"model": report["model"], "detector": report["detector"], "coordinates": report["coordinates"],
-            "images": images}
+    out = {"model": report["model"], "detector": report["detector"], "coordinates": report["coordinates"]}
+    if report["regions"]:
+        out["regions"] = report["regions"]
+    return {**out, "images": images}
 
 
 def csv_rows(report: dict) -> tuple[list[str], list[list]]:
@@ -122,10 +97,14 @@ def csv_rows(report: dict) -> tuple[list[str], list[list]]:
     return header, rows
 
 
-def write_csv(report: dict, path: Path) -> None:
+def csv_text(report: dict) -> str:
     header, rows = csv_rows(report)
     buffer = io.StringIO()
     writer = csv.writer(buffer)
     writer.writerow(header)
     writer.writerows(rows)
-    write_text(path, buffer.getvalue())
+    return buffer.getvalue()
+
+
+def write_csv(report: dict, path: Path) -> None:
+    write_text(path, csv_text(report))

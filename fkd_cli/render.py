@@ -1,10 +1,12 @@
-"""Everything a person sees: rich tables and progress, annotated images, plots."""
+"""Everything a person sees: rich tables and progress, annotated images, plots. Imports no torch at
+the top: the CLI prints its errors through this module before any model is loaded."""
 
 from __future__ import annotations
 
+import sys
+import time
 from pathlib import Path
 
-import torch
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
@@ -13,54 +15,141 @@ from .landmarks import contour_edges
 
 console = Console(stderr=False)
 err_console = Console(stderr=True)
+PLAIN_EVERY_S = 5.0  # how often a log (stderr not a terminal) gets a progress line
 
 
 def make_progress(transient: bool = False) -> Progress:
+    """A rich progress bar on stderr, so that results on stdout (`--json -`) stay clean."""
     return Progress(
         TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[status]}"),
-        TimeElapsedColumn(), TimeRemainingColumn(), console=console, transient=transient,
+        TimeElapsedColumn(), TimeRemainingColumn(), console=err_console, transient=transient,
     )
 
 
+class PlainProgress:
+    """For logs and pipes: a plain line every few seconds instead of a bar that nobody sees."""
+
+    def __init__(self, name: str, total: int | None = None, every: float = PLAIN_EVERY_S):
+        self.name, self.total, self.every = name, total, every
+        self.started = self.last = time.monotonic()
+
+    def update(self, done: int, total: int | None = None, status: str = "") -> None:
+        self.total = total if total is not None else self.total
+        now = time.monotonic()
+        if now - self.last >= self.every:
+            self.last = now
+            of = f"/{self.total} ({100 * done / self.total:.0f}%)" if self.total else ""
+            extra = f", {status}" if status else ""
+            print(f"{self.name}: {done}{of}{extra}, {now - self.started:.0f} s", file=sys.stderr, flush=True)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+
+class BarProgress:
+    """A rich bar on a terminal, removed when done."""
+
+    def __init__(self, name: str, total: int | None = None):
+        self.bar = make_progress(transient=True)
+        self.task = self.bar.add_task(name, total=total, status="")
+
+    def update(self, done: int, total: int | None = None, status: str = "") -> None:
+        self.bar.update(self.task, completed=done, status=status, **({"total": total} if total is not None else {}))
+
+    def __enter__(self):
+        self.bar.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.bar.stop()
+        return False
+
+
+class NoProgress:
+    def update(self, done: int, total: int | None = None, status: str = "") -> None:
+        pass
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+
+def progress(name: str, total: int | None = None, quiet: bool = False):
+    """The right progress display: none with --quiet, a bar on a terminal, plain lines in a log."""
+    if quiet:
+        return NoProgress()
+    return BarProgress(name, total) if err_console.is_terminal else PlainProgress(name, total)
+
+
 class RichTrainReporter:
-    """Progress over batches and epochs, and a table row after each epoch."""
+    """Progress over batches and epochs, and a table row after each epoch. On a terminal the progress
+    is a bar; in a log it is a plain line every few seconds."""
 
     COLUMNS = ("epoch", "train loss", "val loss", "val NME %", "val FR@10 %", "lr", "s")
 
     def __init__(self, show: bool = True):
         self.show = show
+        self.live = show and err_console.is_terminal
         self.progress = make_progress(transient=True)
         self.rows: list[dict] = []
+        self.stages: dict[str, object] = {}
+        self.plain = PlainProgress("batches")
+        self.total_epochs = 0
 
     def start(self, total_epochs, batches, info):
+        self.total_epochs, self.batches = total_epochs, batches
         if not self.show:
             return
         console.print(
             f"training on {info['device']} ({info['world']} process{'es' if info['world'] > 1 else ''}): "
             f"{info['train']} train / {info['val']} val images -> [bold]{info['run_dir']}[/]"
         )
-        self.progress.start()
-        self.epochs_task = self.progress.add_task("epochs", total=total_epochs, completed=info["start_epoch"], status="")
-        self.batch_task = self.progress.add_task("batches", total=batches, status="")
+        if self.live:
+            self.progress.start()
+            self.epochs_task = self.progress.add_task("epochs", total=total_epochs, completed=info["start_epoch"], status="")
+            self.batch_task = self.progress.add_task("batches", total=batches, status="")
+
+    def stage(self, name: str, done: int, total: int) -> None:
+        """Progress of a set-up pass (the detector over the training images)."""
+        if not self.show:
+            return
+        if not self.live:
+            self.stages.setdefault(name, PlainProgress(name, total)).update(done, total)
+            return
+        if name not in self.stages:
+            self.progress.start()
+            self.stages[name] = self.progress.add_task(name, total=total, status="")
+        self.progress.update(self.stages[name], completed=done, total=total)
 
     def batch(self, epoch, index, loss):
-        if self.show:
+        if not self.show:
+            return
+        if self.live:
             self.progress.update(self.batch_task, completed=index + 1, status=f"loss {loss:.4g}")
+        else:
+            self.plain.name = f"epoch {epoch + 1}/{self.total_epochs}, batches"
+            self.plain.update(index + 1, self.batches, f"loss {loss:.4g}")
 
     def epoch(self, row):
         self.rows.append(row)
         if not self.show:
             return
-        self.progress.update(self.epochs_task, advance=1)
-        self.progress.reset(self.batch_task)
-        self.progress.console.print(self.table([row], header=len(self.rows) == 1))
+        if self.live:
+            self.progress.update(self.epochs_task, advance=1)
+            self.progress.reset(self.batch_task)
+        console.print(self.table([row], header=len(self.rows) == 1))
 
     def message(self, text):
         if self.show:
-            self.progress.console.print(text)
+            console.print(text, highlight=False, soft_wrap=True)
 
     def close(self):
-        if self.show:
+        if self.live:
             self.progress.stop()
 
     def table(self, rows, header=True) -> Table:
@@ -134,20 +223,27 @@ def plot_ced(nme: torch.Tensor, path: Path, label: str, limit: float = 0.10) -> 
 
 
 def draw_faces(image: torch.Tensor, faces: list, out_path: Path) -> None:
-    """An annotated copy: the face box, the landmark contours and the points."""
+    """An annotated copy: each face's box, landmark contours and points, drawn at a size that follows
+    that face (a 100-px face in a 4000-px photo gets thin lines, a close-up thick ones). A `.jpg`
+    path is written as a JPEG at quality 95, anything else as PNG."""
+    import torch
     from PIL import Image
     from torchvision.utils import draw_bounding_boxes, draw_keypoints
 
     canvas = image
-    side = max(image.shape[-2:])
-    radius = max(1, round(side / 250))
-    if faces:
-        boxes = torch.tensor([f.box for f in faces], dtype=torch.float32)
-        canvas = draw_bounding_boxes(canvas, boxes, colors="lime", width=max(1, radius))
-        points = torch.stack([f.keypoints for f in faces]).float()
+    for face in faces:
+        x0, y0, x1, y1 = face.box
+        radius = max(1, round(max(x1 - x0, y1 - y0) / 60))
+        box = torch.tensor([face.box], dtype=torch.float32)
+        canvas = draw_bounding_boxes(canvas, box, colors="lime", width=max(1, radius // 2))
+        points = face.keypoints[None].float()
         edges = contour_edges(points.shape[1]) or None
         canvas = draw_keypoints(canvas, points, connectivity=edges, colors="red", radius=radius, width=max(1, radius // 2))
-    Image.fromarray(canvas.permute(1, 2, 0).numpy()).save(out_path)
+    picture = Image.fromarray(canvas.permute(1, 2, 0).numpy())
+    if Path(out_path).suffix.lower() == ".jpg":
+        picture.save(out_path, format="JPEG", quality=95)
+    else:
+        picture.save(out_path, format="PNG")
 
 
 def predict_table(report: dict, max_rows: int = 40):
@@ -174,4 +270,18 @@ def parity_table(result) -> Table:
         table.add_column(name, justify="right" if name != "input" else "left")
     for row in result.parity:
         table.add_row(row["input"], str(row["batch"]), f"{row['max']:.2e}", f"{row['mean']:.2e}")
+    return table
+
+
+def config_table(keys: list[tuple[str, object, str]], cfg=None) -> Table:
+    """Every config key with its default and meaning (and a config's own value, when given)."""
+    table = Table(title="config keys (set in a YAML file, or with --set key=value)")
+    table.add_column("key", style="bold")
+    table.add_column("default")
+    if cfg is not None:
+        table.add_column(f"{cfg.name}")
+    table.add_column("meaning", overflow="fold")
+    for name, default, meaning in keys:
+        row = [name, repr(default)] + ([repr(getattr(cfg, name))] if cfg is not None else []) + [meaning]
+        table.add_row(*row)
     return table

@@ -14,6 +14,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from .backends import TorchBackend, pick_device
+from .calibrate import score_scale
 from .checkpoint import load_checkpoint, save_checkpoint
 from .config import Config, check_keypoint_indices, config_from_dict, config_to_dict, dump_config
 from .data import ImageCache, KeypointDataset, read_split, train_val_split
@@ -34,10 +35,12 @@ class Reporter(Protocol):
     def batch(self, epoch: int, index: int, loss: float) -> None: ...
     def epoch(self, row: dict) -> None: ...
     def message(self, text: str) -> None: ...
+    def stage(self, name: str, done: int, total: int) -> None: ...
 
 
 class SilentReporter:
     def start(self, total_epochs, batches, info): pass
+    def stage(self, name, done, total): pass
     def batch(self, epoch, index, loss): pass
     def epoch(self, row): pass
     def message(self, text): pass
@@ -118,6 +121,9 @@ class Trainer:
         if cfg.keypoints is not None and cfg.keypoints != training.num_keypoints:
             raise FkdError(f"config key 'keypoints' is {cfg.keypoints} but {self.data_dir} has {training.num_keypoints} per row")
         check_keypoint_indices(cfg, training.num_keypoints)  # before any image is decoded
+        if cfg.fraction < 1:  # a seeded share of the images, for smoke runs
+            order = torch.randperm(len(training.paths), generator=torch.Generator().manual_seed(cfg.seed)).tolist()
+            training = training.subset(sorted(order[: max(2, round(cfg.fraction * len(order)))]), "training")
         if training.duplicates:
             self.reporter.message(
                 f"warning: {training.duplicates} image(s) appear on more than one row of the training CSV; "
@@ -150,7 +156,8 @@ class Trainer:
             return None
         from .calibrate import calibrate
 
-        calibration = calibrate(pp.rule.detector, images, self.train_split.keypoints)
+        calibration = calibrate(pp.rule.detector, images, self.train_split.keypoints,
+                                progress=lambda done, total: self.reporter.stage(f"{pp.rule.detector} pass", done, total))
         if fit_rule:
             pp.rule = calibration.rule
         self.reporter.message(
@@ -258,6 +265,8 @@ class Trainer:
         val = evaluate(self.predictor, self.val_images, self.val_split.keypoints, boxes="gt") if len(self.val_images) else None
         if val is not None and not math.isfinite(val.metrics["nme"]):
             raise self.diverged(f"validation predictions are not finite after epoch {epoch + 1}")
+        if val is not None and val.spread is not None and len(val.spread):
+            self.pp.score_scale = score_scale(val.spread)  # keypoint scores calibrated on held-out faces
         self.sampler.skip = 0
         return {
             "epoch": epoch + 1,

@@ -88,7 +88,7 @@ def test_calibrate_fits_a_model_to_another_detector(astronaut, tmp_path):
     from fkd_cli.backends import bundled_model_path
 
     photo = Image.open(astronaut)
-    points = torch.tensor(load_model(detector="mtcnn").predict(str(astronaut))["faces"][0]["keypoints"])
+    points = torch.tensor(load_model(detector="mtcnn").predict(str(astronaut)).keypoints[0])
     data = tmp_path / "data"
     for split in ("training", "test"):
         (data / split).mkdir(parents=True)

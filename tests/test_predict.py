@@ -10,7 +10,8 @@ import torch
 from PIL import Image
 
 from fkd_cli import load_model
-from fkd_cli.inference import bundled_model_path
+from fkd_cli.backends import bundled_model_path
+from fkd_cli.errors import FkdError
 
 from .helpers import invoke, one_line_error
 
@@ -43,17 +44,22 @@ def test_folder_json_csv_schema(tiny_run, photos, tmp_path):
                     "--csv", out_csv, "--out", tmp_path / "drawn")
     assert result.exit_code == 0, result.output
     report = json.loads(out_json.read_text())
-    assert set(report) >= {"model", "detector", "images"} and report["detector"] == "none"
+    assert set(report) == {"model", "detector", "coordinates", "regions", "images"} and report["detector"] == "none"
+    assert report["regions"]["left_eye"] == list(range(36, 42)) and len(report["regions"]) == 9
     assert len(report["images"]) == 4  # not the sub-folder without --recursive
     for item in report["images"]:
-        assert set(item) == {"path", "width", "height", "faces", "error"} and item["error"] is None
+        assert set(item) == {"path", "width", "height", "faces", "error", "annotated"} and item["error"] is None
+        assert Path(item["annotated"]).is_file() and Path(item["annotated"]).parent == tmp_path / "drawn"
         (face,) = item["faces"]
-        assert set(face) == {"box", "score", "keypoints"} and len(face["keypoints"]) == 68
+        assert set(face) == {"box", "score", "keypoints", "landmark_score", "keypoint_scores"}
+        assert len(face["keypoints"]) == 68 and len(face["keypoint_scores"]) == 68
+        assert all(0 <= v <= 1 for v in face["keypoint_scores"]) and 0 <= face["landmark_score"] <= 1
         assert len(face["box"]) == 4 and all(len(p) == 2 for p in face["keypoints"])
     rows = list(csv.reader(out_csv.open()))
     assert rows[0][:6] == ["path", "face", "box_x0", "box_y0", "box_x1", "box_y1"] and rows[0][-1] == "y67"
     assert len(rows) == 5 and len(rows[1]) == 6 + 136
-    assert len(list((tmp_path / "drawn").glob("*.png"))) == 4
+    # a JPEG's annotated copy is a JPEG, the rest are PNGs
+    assert sorted(p.name for p in (tmp_path / "drawn").iterdir()) == ["cmyk.jpg", "grey.jpg", "palette.png", "rgba.png"]
 
 
 def test_recursive_and_globs(tiny_run, photos, tmp_path):
@@ -78,7 +84,7 @@ def test_bad_files_are_reported_and_the_rest_written(tiny_run, photos, tmp_path)
         assert report[bad]["error"] and bad in report[bad]["error"] and report[bad]["faces"] == []
     for good in ("rgba.png", "grey.jpg", "palette.gif", "cmyk.jpg"):
         assert report[good]["error"] is None and len(report[good]["faces"]) == 1
-    assert len(list((tmp_path / "drawn").glob("*.png"))) == 4
+    assert sorted(p.name for p in (tmp_path / "drawn").iterdir()) == ["cmyk.jpg", "grey.jpg", "palette.png", "rgba.png"]
 
 
 def test_decompression_bomb_is_a_per_file_error(tiny_run, tmp_path):
@@ -102,7 +108,7 @@ def test_16_bit_and_large_images_keep_original_pixels(tiny_run, tmp_path):
     arr = (np.linspace(0, 65535, 300 * 200).reshape(200, 300)).astype(np.uint16)
     Image.fromarray(arr).save(folder / "sixteen.png")
     model = load_model(tiny_run / "model.pth", detector="none")
-    entry = model.predict(folder / "sixteen.png")
+    entry = model.predict(folder / "sixteen.png").to_dict()
     assert entry["width"] == 300 and entry["height"] == 200 and len(entry["faces"][0]["keypoints"]) == 68
 
 
@@ -137,7 +143,7 @@ def _check_face(face, width):
 def test_bundled_model_on_a_real_photograph(astronaut):
     assert bundled_model_path().is_file()
     model = load_model()
-    entry = model.predict(astronaut)
+    entry = model.predict(astronaut).to_dict()
     assert entry["width"] == 512 and len(entry["faces"]) == 1
     pts = _check_face(entry["faces"][0], 512)
     # the subject's right eye (points 36-41) is on the image's left: not swapped
@@ -154,9 +160,91 @@ def test_exif_orientation_is_applied(astronaut, tmp_path):
     path = tmp_path / "sideways.jpg"
     stored.save(path, exif=exif, quality=95)
     model = load_model()
-    reference = torch.tensor(model.predict(astronaut)["faces"][0]["keypoints"])
-    entry = model.predict(path)
+    reference = torch.tensor(model.predict(astronaut).keypoints[0])
+    entry = model.predict(path).to_dict()
     assert (entry["width"], entry["height"]) == upright.size
     (face,) = entry["faces"]
     pts = _check_face(face, entry["width"])
     assert (pts - reference).norm(dim=1).mean() < 4.0  # the points followed the rotation
+
+
+# ---- the Python API: arrays in, arrays out --------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def bundled():
+    return load_model()
+
+
+def test_api_takes_every_kind_of_image(bundled, astronaut):
+    rgb = np.asarray(Image.open(astronaut).convert("RGB"))
+    reference = bundled.predict(str(astronaut))
+    assert reference.keypoints.shape == (1, 68, 2) and reference.boxes.shape == (1, 4)
+    assert reference.scores.shape == (1,) and 0 <= reference.scores[0] <= 1
+    assert reference.keypoint_scores.shape == (1, 68) and reference.landmark_scores.shape == (1,)
+    same = {
+        "PIL": Image.open(astronaut),
+        "numpy RGB": rgb,
+        "tensor": torch.from_numpy(rgb.copy()).permute(2, 0, 1).contiguous(),
+    }
+    for name, image in same.items():
+        result = bundled.predict(image)
+        assert np.allclose(result.keypoints, reference.keypoints, atol=1e-3), name
+    bgr = bundled.predict(rgb[:, :, ::-1].copy(), bgr=True)  # an OpenCV frame
+    assert np.allclose(bgr.keypoints, reference.keypoints, atol=1e-3)
+    wrong_order = bundled.predict(rgb[:, :, ::-1].copy())  # the same frame read as RGB: a different image
+    assert not np.allclose(wrong_order.keypoints, reference.keypoints, atol=1e-3)
+    grey = bundled.predict(np.asarray(Image.open(astronaut).convert("L")))
+    assert grey.keypoints.shape == (1, 68, 2)
+    assert np.abs(grey.keypoints - reference.keypoints).mean() < 3.0  # the same face, in grey
+
+
+def test_api_lists_are_batched_and_keep_order(bundled, astronaut):
+    rgb = np.asarray(Image.open(astronaut).convert("RGB"))
+    blank = np.full((120, 160, 3), 90, np.uint8)
+    results = bundled.predict([rgb, blank, str(astronaut)])
+    assert [len(r) for r in results] == [1, 0, 1]
+    assert results[1].keypoints.shape == (0, 68, 2) and results[1].boxes.shape == (0, 4)
+    assert np.allclose(results[0].keypoints, results[2].keypoints, atol=1e-3)
+    assert results[2].to_dict()["path"] == str(astronaut)
+
+
+def test_api_bad_arrays_are_clear_errors(bundled):
+    with pytest.raises(FkdError, match="uint8"):
+        bundled.predict(np.zeros((10, 10, 3), np.float64))
+    with pytest.raises(FkdError, match="cannot read an image"):
+        bundled.predict(42)
+
+
+def test_regions_and_to_dict_match_the_json(bundled, astronaut, tmp_path):
+    result = bundled.predict(str(astronaut))
+    regions = result.regions[0]
+    assert set(regions) == {"jaw", "left_eyebrow", "right_eyebrow", "nose_bridge", "nose_tip", "left_eye",
+                            "right_eye", "outer_lips", "inner_lips"}
+    assert regions["left_eye"].shape == (6, 2) and np.allclose(regions["left_eye"], result.keypoints[0, 36:42])
+    assert regions["left_eye"][:, 0].mean() < regions["right_eye"][:, 0].mean()  # as seen in the image
+    out = tmp_path / "r.json"
+    assert invoke("predict", astronaut, "--no-draw", "--json", out).exit_code == 0
+    assert json.loads(out.read_text())["images"][0] == result.to_dict()
+
+
+def test_load_model_picks_the_device_as_the_cli_does():
+    import inspect
+
+    assert inspect.signature(load_model).parameters["device"].default == "auto"
+
+
+def test_annotated_jpeg_stays_jpeg_and_drawing_follows_the_face(tmp_path, astronaut):
+    big = Image.new("RGB", (2400, 1800), (40, 60, 80))
+    big.paste(Image.open(astronaut).convert("RGB").resize((200, 200)), (1000, 800))
+    big.save(tmp_path / "group.jpg", quality=92)
+    out = tmp_path / "r.json"
+    result = invoke("predict", tmp_path / "group.jpg", "--out", tmp_path / "drawn", "--json", out)
+    assert result.exit_code == 0, result.output
+    annotated = Path(json.loads(out.read_text())["images"][0]["annotated"])
+    assert annotated.suffix == ".jpg" and Image.open(annotated).format == "JPEG"
+    # lines as thick as the face asks, not as the 2400-px photo would: little is painted outside the face
+    drawn = np.asarray(Image.open(annotated).convert("RGB")).astype(int)
+    source = np.asarray(big).astype(int)
+    changed = np.abs(drawn - source).sum(axis=2) > 60
+    assert changed[780:1020, 980:1220].sum() > 200 and changed.sum() < 4 * changed[780:1020, 980:1220].sum()

@@ -1,0 +1,100 @@
+"""Do the confidence scores mean something? Measured on a split through the default path (detector,
+calibrated crop, model with flip TTA):
+
+- keypoint scores: mean point error (in % of the outer-eye-corner distance) by score decile: it must
+  fall as the score rises;
+- face landmark scores: mean NME by decile, and the AUROC of the score for telling faces over 10%
+  (and 8%) NME from the rest (1.0 = perfect ranking, 0.5 = chance);
+- the face detector's score of the face each image is annotated with: its minimum is the highest
+  `--conf` that loses no face here;
+- a frontal face (skimage's astronaut) against a profile one (skimage's camera: the cameraman).
+
+    python benchmarks/confidence.py --data-dir data
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+from pathlib import Path
+
+
+def auroc(scores, positive) -> float:
+    """Probability that a random positive outranks a random negative (ties count half)."""
+    import torch
+
+    scores, positive = torch.as_tensor(scores, dtype=torch.float64), torch.as_tensor(positive, dtype=torch.bool)
+    pos, neg = scores[positive], scores[~positive]
+    if not len(pos) or not len(neg):
+        return math.nan
+    greater = (pos[:, None] > neg[None, :]).double().mean()
+    ties = (pos[:, None] == neg[None, :]).double().mean()
+    return float(greater + ties / 2)
+
+
+def by_decile(scores, errors) -> list[tuple[float, float, float, int]]:
+    """(lowest score, highest score, mean error, count) for each tenth of the items sorted by score."""
+    import torch
+
+    order = torch.argsort(torch.as_tensor(scores))
+    rows = []
+    for part in torch.tensor_split(order, 10):
+        s, e = torch.as_tensor(scores)[part], torch.as_tensor(errors)[part]
+        rows.append((float(s.min()), float(s.max()), float(e.float().mean()), len(part)))
+    return rows
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", type=Path, default=None)
+    parser.add_argument("--data-dir", type=Path, default=Path("data"))
+    parser.add_argument("--split", default="test")
+    args = parser.parse_args()
+
+    import torch
+
+    from fkd_cli import load_model
+    from fkd_cli.data import ImageCache, load_split
+    from fkd_cli.evaluate import evaluate
+
+    predictor = load_model(args.model, device="cpu")
+    split = load_split(args.data_dir, args.split)
+    result = evaluate(predictor, ImageCache(split.paths), split.keypoints, "detector")
+    if result.spread is None or predictor.pp.score_scale is None:
+        raise SystemExit(f"{predictor.source}: no keypoint scores (needs flip TTA and a calibrated model)")
+    point_scores = predictor.keypoint_scores(result.spread)  # (N, K)
+    face_scores = torch.exp(torch.log(point_scores.clamp_min(1e-6)).mean(dim=1))
+    a, b = predictor.pp.norm_points
+    norm = (split.keypoints[:, a] - split.keypoints[:, b]).norm(dim=-1)
+    errors = (result.predictions - split.keypoints).norm(dim=-1) / norm[:, None]  # (N, K), as NME divides
+    print(f"model: {predictor.source} on {args.data_dir}/{args.split}: {result.count} faces, "
+          f"NME {100 * result.metrics['nme']:.2f}%, missed {result.metrics['missed']}")
+    print("\nkeypoint scores (every point of every face), by decile:")
+    print(f"{'score from':>10} {'to':>6} {'mean error %':>13} {'points':>7}")
+    for lo, hi, err, n in by_decile(point_scores.reshape(-1), errors.reshape(-1)):
+        print(f"{lo:>10.3f} {hi:>6.3f} {100 * err:>13.2f} {n:>7}")
+    print("\nface landmark scores, by decile:")
+    print(f"{'score from':>10} {'to':>6} {'mean NME %':>11} {'faces':>6}")
+    for lo, hi, err, n in by_decile(face_scores, result.nme):
+        print(f"{lo:>10.3f} {hi:>6.3f} {100 * err:>11.2f} {n:>6}")
+    for threshold in (0.10, 0.08):
+        bad = result.nme > threshold
+        print(f"AUROC of (1 - landmark score) for faces over {100 * threshold:.0f}% NME ({int(bad.sum())} of "
+              f"{len(bad)}): {auroc(-face_scores, bad):.3f}")
+    found = result.face_scores[~torch.isnan(result.face_scores)]
+    print(f"\ndetector score of the annotated face: min {float(found.min()):.4f}, 1st percentile "
+          f"{float(torch.quantile(found, 0.01)):.4f}, median {float(found.median()):.4f} ({len(found)} found)")
+
+    skimage_data = __import__("skimage.data", fromlist=["data"])
+    print("\nfrontal vs profile (skimage photographs):")
+    for name in ("astronaut", "camera"):
+        image = getattr(skimage_data, name)()
+        faces = predictor.predict(image)
+        for i in range(len(faces)):
+            print(f"  {name}: face {i} detector score {faces.scores[i]:.3f}, landmark score {faces.landmark_scores[i]:.3f}")
+        if not len(faces):
+            print(f"  {name}: no face found")
+
+
+if __name__ == "__main__":
+    main()
