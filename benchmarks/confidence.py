@@ -1,7 +1,7 @@
 """Do the confidence scores mean something? Measured on a split through the default path (detector,
 calibrated crop, model with flip TTA):
 
-- keypoint scores: mean point error (in % of the outer-eye-corner distance) by score decile: it must
+- keypoint scores (flip-TTA spread and shape-model residual, see fkd_cli/confidence.py): mean point error (in % of the outer-eye-corner distance) by score decile: it must
   fall as the score rises;
 - face landmark scores: mean NME by decile, and the AUROC of the score for telling faces over 10%
   (and 8%) NME from the rest (1.0 = perfect ranking, 0.5 = chance);
@@ -60,10 +60,9 @@ def main() -> None:
     predictor = load_model(args.model, device="cpu")
     split = load_split(args.data_dir, args.split)
     result = evaluate(predictor, ImageCache(split.paths), split.keypoints, "detector")
-    if result.spread is None or predictor.pp.score_scale is None:
-        raise SystemExit(f"{predictor.source}: no keypoint scores (needs flip TTA and a calibrated model)")
-    point_scores = predictor.keypoint_scores(result.spread)  # (N, K)
-    face_scores = torch.exp(torch.log(point_scores.clamp_min(1e-6)).mean(dim=1))
+    point_scores, face_scores = predictor.scores(result.predictions, result.spread)  # what predict reports
+    if point_scores is None:
+        raise SystemExit(f"{predictor.source}: no confidence calibration (tools/calibrate_scores.py adds one)")
     a, b = predictor.pp.norm_points
     norm = (split.keypoints[:, a] - split.keypoints[:, b]).norm(dim=-1)
     errors = (result.predictions - split.keypoints).norm(dim=-1) / norm[:, None]  # (N, K), as NME divides

@@ -92,8 +92,11 @@ def main() -> None:
         nme, hit = result.nme[mask], result.nme[mask & found_mask]
         print(f"{scale:>6} {int(mask.sum()):>6} {len(hit):>6} {100 * nme.mean():>7.2f} {100 * failure_rate(nme, 0.10):>8.2f} "
               f"{100 * hit.mean():>14.2f} {100 * failure_rate(hit, 0.10):>16.2f}")
-    found = len(split.paths) - result.missed
+    found = len(split.paths) - result.metrics["missed"]
     print(f"faces found: {found}/{len(split.paths)} ({100 * found / len(split.paths):.1f}%)")
+    scores = result.face_scores[~torch.isnan(result.face_scores)]
+    if len(scores):  # the highest --conf that loses none of these faces
+        print(f"detector score of the pasted faces: min {float(scores.min()):.4f}, median {float(scores.median()):.4f}")
 
 
 if __name__ == "__main__":

@@ -55,15 +55,6 @@ def fit_rule(detector_name: str, detections: list[Detection | None], keypoints: 
     return DetectorRule(detector=detector_name, dx=median(dx), dy=median(dy), scale=median(scale), samples=len(scale))
 
 
-SCORE_QUANTILE = 0.9
-
-
-def score_scale(spread: torch.Tensor) -> list[float]:
-    """Keypoint-score calibration from held-out faces' flip-TTA spread (N, K): per point, the spread
-    that scores 0.5 is its 90th percentile, so nine in ten held-out points score above one half."""
-    return [float(v) for v in torch.quantile(spread.float(), SCORE_QUANTILE, dim=0).clamp_min(1e-6)]
-
-
 def calibrate(detector_name: str, images, keypoints: torch.Tensor, progress=None) -> Calibration:
     detections = detect_matched(detector_name, images, keypoints, progress)
     return Calibration(fit_rule(detector_name, detections, keypoints), detections)

@@ -56,9 +56,9 @@ class Preprocess:
     flip_tta: bool = False
     rule: DetectorRule = field(default_factory=DetectorRule)
     regions: dict[str, list[int]] | None = None  # named keypoint groups (None: the layout's default)
-    # keypoint confidence: a point whose flip-TTA disagreement (crop units) equals score_scale[k] scores
-    # 0.5; measured on held-out faces when the model is trained (None: not calibrated, no scores)
-    score_scale: list[float] | None = None
+    # the calibration behind keypoint and landmark scores (confidence.Confidence as a dict), measured
+    # when the model is trained (None: not calibrated, no scores)
+    confidence: dict | None = None
 
     @classmethod
     def from_config(cls, cfg: Config, num_keypoints: int) -> "Preprocess":

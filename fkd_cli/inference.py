@@ -18,6 +18,7 @@ from .data import to_image_tensor
 from .detect import Detection, build_detector
 from .errors import FkdError
 from .landmarks import default_regions
+from .confidence import Confidence
 from .results import FaceResult, ImageResult
 from .framing import Box, Preprocess, crop, crop_points_to_image, flip_crop_points, outputs_to_crop_points, to_input
 
@@ -32,6 +33,7 @@ class Predictor:
                  conf: float = 0.0, max_faces: int | None = None):
         self.backend, self.pp, self.source, self.info = backend, pp, source, info or {}
         self.framer = pp.framer
+        self.confidence = Confidence.from_dict(pp.confidence)
         # frame-framed models look at the whole frame: no detector is involved
         name = (detector or pp.rule.detector or "mtcnn") if self.framer.uses_detector else "none"
         self.detector = build_detector(name)
@@ -129,13 +131,12 @@ class Predictor:
                 spread[coarse] = subset_spread
         return points, spread
 
-    def keypoint_scores(self, spread: torch.Tensor | None) -> torch.Tensor | None:
-        """Spread -> per-point confidence in [0, 1]: 0.5 where the spread equals the calibrated scale
-        (the 90th percentile on held-out faces), near 1 where the two passes agree."""
-        if spread is None or self.pp.score_scale is None:
-            return None
-        scale = torch.tensor(self.pp.score_scale, dtype=spread.dtype).clamp_min(1e-6)
-        return torch.pow(0.5, spread / scale)
+    def scores(self, points: torch.Tensor, spread: torch.Tensor | None) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+        """Keypoint scores (N, K) and landmark scores (N,) in [0, 1] for predictions (N, K, 2) and
+        their flip-TTA spread; (None, None) for a model without a confidence calibration."""
+        if self.confidence is None:
+            return None, None
+        return self.confidence.scores(points, spread)
 
     def _recrop_boxes(self, points: torch.Tensor, previous: Sequence[Box]) -> list[Box]:
         """Crops around the predicted landmarks; a face whose prediction is not finite (a diverged
@@ -171,10 +172,11 @@ class Predictor:
         flat = [d for found in detections for d in found]
         boxes = [self.initial_box(images[i], d) for i, d in zip(owners, flat)]
         points, spread = self.keypoints_and_spread([images[i] for i in owners], boxes)
-        scores = self.keypoint_scores(spread)
+        point_scores, face_scores = self.scores(points, spread)
         faces: list[list[FaceResult]] = [[] for _ in images]
         for n, (i, d) in enumerate(zip(owners, flat)):
-            faces[i].append(FaceResult(d.box, d.score, points[n], None if scores is None else scores[n]))
+            faces[i].append(FaceResult(d.box, d.score, points[n], None if point_scores is None else point_scores[n],
+                                       None if face_scores is None else float(face_scores[n])))
         return faces
 
     @property

@@ -16,14 +16,7 @@ class FaceResult:
     score: float | None  # the detector's confidence in [0, 1] (None: no detector ran)
     keypoints: torch.Tensor  # (K, 2) original-image pixels
     keypoint_scores: torch.Tensor | None = None  # (K,) in [0, 1]; None for an uncalibrated model
-
-    @property
-    def landmark_score(self) -> float | None:
-        """How sure the model is of this face's landmarks as a whole, in [0, 1] (the geometric mean of
-        its keypoint scores: one badly placed region pulls it down)."""
-        if self.keypoint_scores is None:
-            return None
-        return float(torch.exp(torch.log(self.keypoint_scores.clamp_min(1e-6)).mean()))
+    landmark_score: float | None = None  # the face's landmarks as a whole, in [0, 1] (see confidence.py)
 
     def to_dict(self) -> dict:
         entry = {

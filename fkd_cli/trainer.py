@@ -14,7 +14,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from .backends import TorchBackend, pick_device
-from .calibrate import score_scale
+from .confidence import fit_confidence
 from .checkpoint import load_checkpoint, save_checkpoint
 from .config import Config, check_keypoint_indices, config_from_dict, config_to_dict, dump_config
 from .data import ImageCache, KeypointDataset, read_split, train_val_split
@@ -265,8 +265,9 @@ class Trainer:
         val = evaluate(self.predictor, self.val_images, self.val_split.keypoints, boxes="gt") if len(self.val_images) else None
         if val is not None and not math.isfinite(val.metrics["nme"]):
             raise self.diverged(f"validation predictions are not finite after epoch {epoch + 1}")
-        if val is not None and val.spread is not None and len(val.spread):
-            self.pp.score_scale = score_scale(val.spread)  # keypoint scores calibrated on held-out faces
+        if val is not None:  # scores calibrated on held-out faces, as they will be met
+            confidence = fit_confidence(self.train_split.keypoints, val.predictions, val.spread)
+            self.pp.confidence = confidence.to_dict() if confidence is not None else None
         self.sampler.skip = 0
         return {
             "epoch": epoch + 1,

@@ -248,3 +248,30 @@ def test_annotated_jpeg_stays_jpeg_and_drawing_follows_the_face(tmp_path, astron
     source = np.asarray(big).astype(int)
     changed = np.abs(drawn - source).sum(axis=2) > 60
     assert changed[780:1020, 980:1220].sum() > 200 and changed.sum() < 4 * changed[780:1020, 980:1220].sum()
+
+
+def test_scores_fall_with_spread_and_with_implausible_shapes(bundled, astronaut):
+    """Keypoint and landmark scores are in [0, 1], fall as the flip-TTA spread grows, and fall when
+    the shape stops looking like a face."""
+    result = bundled.predict(str(astronaut))
+    points = torch.tensor(result.keypoints)
+    spread = torch.zeros(1, 68)
+    calm_points, calm_face = bundled.scores(points, spread)
+    spread[0, 30] = 3 * bundled.confidence.spread_scale  # one doubtful nose tip
+    doubt_points, doubt_face = bundled.scores(points, spread)
+    assert doubt_points[0, 30] < calm_points[0, 30] and torch.allclose(doubt_points[0, :30], calm_points[0, :30])
+    assert doubt_face[0] < calm_face[0]
+    broken = points.clone()
+    broken[0, 48:68] = broken[0, 48:68].flip(0) + torch.tensor([0.0, -60.0])  # the mouth on the eyes
+    broken_points, broken_face = bundled.scores(broken, torch.zeros(1, 68))
+    assert broken_face[0] < 0.1 * calm_face[0] and broken_points[0, 48:68].mean() < calm_points[0, 48:68].mean()
+    for values in (calm_points, calm_face, broken_points, broken_face):
+        assert ((values >= 0) & (values <= 1)).all()
+
+
+def test_a_profile_face_scores_lower_than_a_frontal_one(bundled):
+    skimage_data = pytest.importorskip("skimage.data")
+    frontal = bundled.predict(skimage_data.astronaut())
+    profile = bundled.predict(skimage_data.camera())  # the cameraman, turned away and half hidden by his camera
+    assert len(frontal) == 1 and len(profile) >= 1
+    assert profile.landmark_scores.max() < frontal.landmark_scores[0] - 0.08

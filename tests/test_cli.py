@@ -1,0 +1,119 @@
+"""The command line as people from other tools use it: version, completion, help, pipes, quiet runs,
+progress in logs, listing config keys, face filters."""
+
+import csv
+import io
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from fkd_cli import __version__
+
+from .helpers import TINY, invoke, sets
+
+
+def test_version():
+    result = invoke("--version")
+    assert result.exit_code == 0 and result.output.strip() == f"fkd {__version__}"
+
+
+def test_completion_installs(tmp_path):
+    env = {**os.environ, "HOME": str(tmp_path), "SHELL": "/bin/bash"}
+    proc = subprocess.run([sys.executable, "-m", "fkd_cli", "--install-completion", "bash"], env=env,
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    installed = list(tmp_path.rglob("*fkd*")) + [tmp_path / ".bashrc"]
+    assert any(p.is_file() and "complete" in p.read_text().lower() for p in installed if p.exists())
+
+
+def test_help_has_examples_and_no_bool_placeholders():
+    for command in ("download-data", "train", "evaluate", "predict", "calibrate", "export"):
+        result = invoke(command, "--help")
+        assert result.exit_code == 0, command
+        assert "Example:" in result.output, command
+        ours = [line for line in result.output.splitlines() if "--help" not in line]  # typer's own option keeps it
+        assert not any("<bool>" in line for line in ours), command
+    assert "INPUTS" in invoke("predict", "--help").output
+
+
+def test_json_and_csv_to_stdout_pipe_cleanly(astronaut):
+    result = invoke("predict", astronaut, "--no-draw", "--json", "-")
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)  # nothing but the JSON on stdout: the table went to stderr
+    assert len(report["images"][0]["faces"]) == 1 and "faces" in result.stderr
+    result = invoke("predict", astronaut, "--no-draw", "--csv", "-", "--quiet")
+    rows = list(csv.reader(io.StringIO(result.stdout)))
+    assert rows[0][0] == "path" and len(rows) == 2
+    assert "only one output" in invoke("predict", astronaut, "--json", "-", "--csv", "-").output
+
+
+def test_quiet_prints_nothing_but_writes(astronaut, tmp_path):
+    result = invoke("predict", astronaut, "--quiet", "--json", tmp_path / "r.json", "--out", tmp_path / "drawn")
+    assert result.exit_code == 0 and result.output == ""
+    assert json.loads((tmp_path / "r.json").read_text())["images"][0]["faces"]
+
+
+def test_plain_progress_lines_for_logs(capsys):
+    from fkd_cli.render import PlainProgress
+
+    bar = PlainProgress("evaluate", 10, every=0.0)
+    bar.update(3)
+    bar.update(10)
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert lines[0].startswith("evaluate: 3/10 (30%)") and lines[1].startswith("evaluate: 10/10 (100%)")
+
+
+def test_show_config_lists_every_key_with_its_meaning():
+    result = invoke("train", "--show-config")
+    assert result.exit_code == 0
+    for key, meaning in (("fraction", "smoke runs"), ("face_margin", "landmark box"), ("lr", "learning rate")):
+        line = next(line for line in result.output.splitlines() if f" {key} " in line)
+        assert meaning in line or meaning in result.output
+    with_config = invoke("train", "--show-config", "--config", "final")
+    assert with_config.exit_code == 0 and "final" in with_config.output
+
+
+def test_fraction_trains_on_a_share(dataset, tmp_path):
+    result = invoke("train", "--config", "fkd-best", "--data-dir", dataset, "--out", tmp_path / "r",
+                    *sets(TINY + ["epochs=1", "fraction=0.5"]))
+    assert result.exit_code == 0, result.output
+    assert "9 train / 3 val images" in result.output  # 24 training images: half, then a quarter of that held out
+
+
+def test_download_data_takes_data_dir(tmp_path, dataset):
+    result = invoke("download-data", "--data-dir", tmp_path / "d", "--from", dataset, "--quiet")
+    assert result.exit_code == 0 and (tmp_path / "d" / "manifest.json").is_file()
+
+
+def test_conf_and_max_faces(tmp_path, astronaut):
+    from PIL import Image
+
+    two = Image.new("RGB", (1100, 560), (30, 30, 30))
+    face = Image.open(astronaut).convert("RGB")
+    two.paste(face, (0, 0))
+    two.paste(face.resize((300, 300)), (700, 100))
+    two.save(tmp_path / "two.png")
+    out = tmp_path / "r.json"
+
+    def faces(*extra):
+        assert invoke("predict", tmp_path / "two.png", "--no-draw", "--json", out, *extra).exit_code == 0
+        return json.loads(out.read_text())["images"][0]["faces"]
+
+    both = faces()
+    assert len(both) == 2 and all(0 <= f["score"] <= 1 for f in both)
+    (largest,) = faces("--max-faces", "1")
+    widths = [f["box"][2] - f["box"][0] for f in both]
+    assert largest["box"][2] - largest["box"][0] == pytest.approx(max(widths))
+    assert len(faces("--conf", "0.5")) == 2  # both faces score far above one half
+    from fkd_cli import load_model
+    from fkd_cli.data import read_image
+
+    model = load_model()
+    scores = sorted(d.score for d in model.detect(read_image(tmp_path / "two.png")))
+    if scores[0] < scores[-1]:  # a threshold between the two scores keeps exactly the better face
+        strict = model.configured(conf=(scores[0] + scores[-1]) / 2).predict(tmp_path / "two.png")
+        assert len(strict) == 1 and strict.scores[0] == pytest.approx(scores[-1])
+    assert "--conf" in invoke("predict", tmp_path / "two.png", "--conf", "1.5").output
