@@ -270,55 +270,110 @@ def evaluate(
 @app.command()
 @user_errors
 def predict(
-    inputs: List[str] = typer.Argument(..., metavar="INPUTS", help="Image files, folders or glob patterns."),
+    inputs: Optional[List[str]] = typer.Argument(None, metavar="INPUTS", help="Image and video files, folders or glob patterns."),
     model: Optional[Path] = typer.Option(None, "--model", "-m", help="A .pth checkpoint, .onnx, or TorchScript .pt (with --trust-code); default: the bundled model."),
-    out: Optional[Path] = typer.Option(None, "--out", help="Folder for annotated images; default runs/predict (never overwritten)."),
+    source: List[int] = typer.Option([], "--source", help="Camera N as a live stream (repeatable); Ctrl-C ends it cleanly."),
+    out: Optional[Path] = typer.Option(None, "--out", help="Folder for annotated images and videos; default runs/predict (never overwritten)."),
     detector: Optional[DetectorName] = typer.Option(None, "--detector", help=DETECTOR_HELP),
     json_out: Optional[Path] = typer.Option(None, "--json", help="Write all results as JSON here (- for standard output)."),
+    jsonl_out: Optional[Path] = typer.Option(None, "--jsonl", help="Write one JSON line per image and per video frame, as they are done (- for standard output)."),
     csv_out: Optional[Path] = typer.Option(None, "--csv", help="Write one row per face as CSV here (- for standard output)."),
     conf: float = typer.Option(DEFAULT_CONF, "--conf", min=0.0, max=1.0, help="Drop faces whose detector score is below this."),
     max_faces: Optional[int] = typer.Option(None, "--max-faces", min=1, help="Keep only the N largest faces of each image."),
-    no_draw: bool = typer.Option(False, "--no-draw", metavar=FLAG, help="Do not write annotated images."),
+    save_crops: bool = typer.Option(False, "--save-crops", metavar=FLAG, help="Write each face of each image as an aligned crop (into OUT/crops)."),
+    crop_size: int = typer.Option(112, "--crop-size", min=32, max=1024, help="Side of aligned crops (112: the face-recognition template; 224: twice it)."),
+    no_smooth: bool = typer.Option(False, "--no-smooth", metavar=FLAG, help="Video: no One Euro smoothing of the keypoints."),
+    detect_every: int = typer.Option(10, "--detect-every", min=1, help="Video: run the face detector every N frames (and when a face is lost)."),
+    no_draw: bool = typer.Option(False, "--no-draw", metavar=FLAG, help="Do not write annotated images and videos."),
     recursive: bool = typer.Option(False, "--recursive", "-r", metavar=FLAG, help="Descend into sub-folders of folder inputs."),
     batch_size: int = typer.Option(32, "--batch-size", min=1, help="Faces per model call."),
     device: Device = typer.Option(Device.auto, "--device"),
     trust_code: bool = typer.Option(False, "--trust-code", metavar=FLAG, help=TRUST_CODE_HELP),
     quiet: bool = typer.Option(False, "--quiet", "-q", metavar=FLAG, help=QUIET_HELP),
 ):
-    """Find faces and put keypoints on them; coordinates are in the upright original image's pixels.
+    """Find faces and put keypoints on them, in images, videos and camera streams; coordinates are in
+    the upright original image's pixels.
 
-    Example: fkd predict photos/*.jpg --json - | jq '.images[0].faces[0].box'
+    Example: fkd predict photos/*.jpg clip.mp4 --jsonl - | jq -c '.faces[].pose'
     """
     from .inputs import check_model_path, collect_inputs
     from .outputs import claim_run_dir, release_if_empty
 
-    paths = collect_inputs(inputs, recursive)
-    _check_outputs([(json_out, "--json"), (csv_out, "--csv")])
+    if not inputs and not source:
+        raise FkdError("give INPUTS (image or video files, folders, globs) or --source N for a camera")
+    paths = collect_inputs(inputs, recursive) if inputs else []
+    _check_outputs([(json_out, "--json"), (jsonl_out, "--jsonl"), (csv_out, "--csv")])
     check_model_path(model)
-    out_dir = None if no_draw else claim_run_dir(out or Path("runs/predict"))
+    out_dir = None if no_draw and not save_crops else claim_run_dir(out or Path("runs/predict"))
     try:
         from .inference import load_predictor
+        from .predict import PredictOptions
+        from .video import TrackerOptions
 
         predictor = load_predictor(model, detector=detector.value if detector else None, device=device.value,
                                    trust_code=trust_code)
         predictor = predictor.configured(batch_size=batch_size, conf=conf, max_faces=max_faces)
+        crops_dir = None
+        if save_crops:
+            if predictor.num_keypoints != 68:
+                raise FkdError("--save-crops needs a 68-point model (the crop template uses eyes, nose tip and mouth corners)")
+            crops_dir = out_dir / "crops"
+            crops_dir.mkdir()
+        smoothing = predictor.info.get("config", {})
+        options = PredictOptions(None if no_draw else out_dir, crops_dir, crop_size, TrackerOptions(
+            detect_every=detect_every, smooth=not no_smooth,
+            min_cutoff=smoothing.get("smooth_min_cutoff", TrackerOptions.min_cutoff),
+            beta=smoothing.get("smooth_beta", TrackerOptions.beta)))
     except BaseException:
         if out_dir is not None:
             release_if_empty(out_dir)
         raise
-    _report_predictions(predictor, paths, out_dir, json_out, csv_out, quiet)
+    _report_predictions(predictor, paths, source, options, out_dir, json_out, jsonl_out, csv_out, quiet)
 
 
-def _report_predictions(predictor, paths, out_dir, json_out, csv_out, quiet: bool) -> None:
+def _open_lines(path: Path | None):
+    """The JSON Lines output: written line by line as results come (a stream may never end), so a
+    crash or Ctrl-C keeps every line so far."""
+    if path is None:
+        return None
+    return sys.stdout if path == STDOUT else open(path, "w", encoding="utf-8")
+
+
+def _report_predictions(predictor, paths, sources, options, out_dir, json_out, jsonl_out, csv_out, quiet: bool) -> None:
     """Run predict over the files, then show and write what came out (the exit code says what failed)."""
-    from .predict import csv_text, json_report, predict_files
-    from .render import console, err_console, predict_table, progress
+    from .inputs import is_video
+    from .predict import json_line, predict_files
+    from .render import NoProgress, progress
 
     for note in predictor.notes:
         _note(note)
     output_errors: list[str] = []
-    with progress("predict", len(paths), quiet=quiet) as bar:
-        report = predict_files(predictor, paths, out_dir, progress=bar.update, on_output_error=output_errors.append)
+    lines = _open_lines(jsonl_out)
+
+    def on_line(record: dict) -> None:
+        try:
+            lines.write(json_line(record))
+            lines.flush()
+        except OSError as exc:
+            output_errors.append(f"--jsonl {jsonl_out}: stopped ({exc.strerror or exc})")
+
+    try:
+        has_video = bool(sources) or any(is_video(p) for p in paths)
+        with progress("predict", len(paths) or None, quiet=quiet) as bar, \
+                (progress("frames", quiet=quiet) if has_video else NoProgress()) as frames:
+            report = predict_files(predictor, paths, progress=bar.update, on_output_error=output_errors.append,
+                                   options=options, on_line=on_line if lines else None, video_progress=frames.update,
+                                   sources=sources)
+    finally:
+        if lines is not None and lines is not sys.stdout:
+            lines.close()
+    _finish_predictions(report, len(paths) + len(sources), out_dir, json_out, csv_out, output_errors, quiet)
+
+
+def _finish_predictions(report, total, out_dir, json_out, csv_out, output_errors, quiet: bool) -> None:
+    from .predict import csv_text, json_report
+    from .render import console, err_console, predict_table
+
     screen = err_console if STDOUT in (json_out, csv_out) else console  # stdout is for the data then
     if not quiet:
         screen.print(predict_table(report))
@@ -330,15 +385,15 @@ def _report_predictions(predictor, paths, out_dir, json_out, csv_out, quiet: boo
     if csv_out:
         jobs.append(("--csv", csv_out, csv_text(report)))
     failed_outputs = write_outputs(jobs) + len(output_errors)
-    failed = [item for item in report["images"] if item["error"]]
+    failed = [item for item in report["images"] + report.get("videos", []) if item["error"]]
     if out_dir is not None and not output_errors and not quiet:
-        screen.print(f"annotated images: [bold]{out_dir}[/]")
+        screen.print(f"outputs: [bold]{out_dir}[/]")
     if report["interrupted"]:
-        err_console.print(f"[red]interrupted[/] after {len(report['images'])} of {len(paths)} inputs; "
-                          f"their results were written", highlight=False)
+        done = len(report["images"]) + len(report.get("videos", []))
+        err_console.print(f"[red]interrupted[/] after {done} of {total} inputs; their results were written", highlight=False)
         raise typer.Exit(130)
     if failed:
-        err_console.print(f"[red]{len(failed)} of {len(paths)} inputs failed[/]")
+        err_console.print(f"[red]{len(failed)} of {total} inputs failed[/]")
     if failed or failed_outputs:
         raise typer.Exit(1)
 

@@ -43,6 +43,8 @@ class Config:
     detector: str = "mtcnn"  # detector whose boxes the model is calibrated against ("none" to skip)
     refine_steps: int = 1  # re-crops from the predicted landmarks before the final prediction
     flip_tta: bool = False  # average with the prediction on the mirrored crop
+    smooth_min_cutoff: float = 0.5  # video: One Euro filter cut-off for a still face, Hz (lower: smoother)
+    smooth_beta: float = 40.0  # video: extra cut-off per face size a second of movement (higher: less lag)
     # --- augmentation (training only) ---
     rotation: float = 15.0  # max rotation, degrees
     scale_jitter: float = 0.1  # crop side multiplied by up to 1 +/- this
@@ -172,6 +174,8 @@ RANGES: dict[str, tuple[float | None, float | None, bool, bool]] = {
     "target_offset": (None, None, True, True),
     "target_scale": (0, None, False, True),
     "refine_steps": (0, 10, True, True),
+    "smooth_min_cutoff": (0, None, False, True),
+    "smooth_beta": (0, None, True, True),
     "rotation": (0, 180, True, True),
     "scale_jitter": (0, 1, True, False),
     "shift_jitter": (0, 1, True, True),

@@ -19,6 +19,7 @@ from .detect import Detection, build_detector
 from .errors import FkdError
 from .landmarks import default_regions
 from .confidence import Confidence
+from .geometry3d import head_pose
 from .results import FaceResult, ImageResult
 from .framing import Box, Preprocess, crop, crop_points_to_image, flip_crop_points, outputs_to_crop_points, to_input
 
@@ -175,8 +176,10 @@ class Predictor:
         point_scores, face_scores = self.scores(points, spread)
         faces: list[list[FaceResult]] = [[] for _ in images]
         for n, (i, d) in enumerate(zip(owners, flat)):
+            height, width = images[i].shape[-2:]
+            pose = head_pose(points[n].numpy(), width, height) if self.num_keypoints == 68 else None
             faces[i].append(FaceResult(d.box, d.score, points[n], None if point_scores is None else point_scores[n],
-                                       None if face_scores is None else float(face_scores[n])))
+                                       None if face_scores is None else float(face_scores[n]), pose))
         return faces
 
     @property
@@ -205,7 +208,8 @@ class Predictor:
 
     def result(self, path, image: torch.Tensor | None, faces: list[FaceResult], error: str | None = None) -> ImageResult:
         height, width = (int(v) for v in image.shape[-2:]) if image is not None else (None, None)
-        return ImageResult(path, width, height, faces, error, self.regions, num_keypoints=self.num_keypoints)
+        return ImageResult(path, width, height, faces, error, self.regions, num_keypoints=self.num_keypoints,
+                           image=image)
 
 
 def load_predictor(path: str | Path | None = None, detector: str | None = None, device: str = "auto",

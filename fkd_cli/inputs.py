@@ -1,5 +1,5 @@
-"""Expanding what a user passes to `fkd predict` into files, without importing torch, so that a
-mistyped path is a one-line error in a fraction of a second."""
+"""Expanding what a user passes to `fkd predict` into image and video files, without importing
+torch, so that a mistyped path is a one-line error in a fraction of a second."""
 
 from __future__ import annotations
 
@@ -9,6 +9,23 @@ from pathlib import Path
 from .errors import FkdError
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm", ".jfif"}
+VIDEO_SUFFIXES = {".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv", ".flv"}
+
+
+def is_video(path: Path) -> bool:
+    """By content where it is recognisable (MP4/MOV, Matroska/WebM, AVI, MPEG, FLV), else by name."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(12)
+    except OSError:
+        return Path(path).suffix.lower() in VIDEO_SUFFIXES
+    if head[4:8] == b"ftyp" or head[:4] == b"\x1a\x45\xdf\xa3" or head[:3] == b"FLV":
+        return True
+    if head[:4] == b"RIFF" and head[8:12] == b"AVI ":
+        return True
+    if head[:4] in (b"\x00\x00\x01\xba", b"\x00\x00\x01\xb3"):
+        return True
+    return Path(path).suffix.lower() in VIDEO_SUFFIXES
 
 
 def collect_inputs(inputs: list[str], recursive: bool = False) -> list[Path]:
@@ -19,7 +36,8 @@ def collect_inputs(inputs: list[str], recursive: bool = False) -> list[Path]:
         path = Path(raw)
         if path.is_dir():
             pattern = "**/*" if recursive else "*"
-            paths += sorted(p for p in path.glob(pattern) if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+            paths += sorted(p for p in path.glob(pattern)
+                            if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES | VIDEO_SUFFIXES)
         elif path.exists():
             paths.append(path)
         elif glob.has_magic(raw):
@@ -30,7 +48,7 @@ def collect_inputs(inputs: list[str], recursive: bool = False) -> list[Path]:
         else:
             raise FkdError(f"{raw}: no such file or folder")
     if not paths:
-        raise FkdError(f"no image files found in {', '.join(inputs)}" + ("" if recursive else " (use --recursive for sub-folders)"))
+        raise FkdError(f"no image or video files found in {', '.join(inputs)}" + ("" if recursive else " (use --recursive for sub-folders)"))
     seen, unique = set(), []
     for p in paths:
         key = p.resolve()

@@ -222,24 +222,37 @@ def plot_ced(nme: torch.Tensor, path: Path, label: str, limit: float = 0.10) -> 
     plt.close(fig)
 
 
-def draw_faces(image: torch.Tensor, faces: list, out_path: Path) -> None:
-    """An annotated copy: each face's box, landmark contours and points, drawn at a size that follows
-    that face (a 100-px face in a 4000-px photo gets thin lines, a close-up thick ones). A `.jpg`
-    path is written as a JPEG at quality 95, anything else as PNG."""
+def annotate(image, faces: list, track_ids: list | None = None):
+    """A copy of `image` (uint8 3xHxW) with each face's box, landmark contours and points, drawn at a
+    size that follows that face (a 100-px face in a 4000-px photo gets thin lines, a close-up thick
+    ones), and its track id when given. Drawn with OpenCV: about 1 ms a face, so video keeps up."""
+    import cv2
+    import numpy as np
     import torch
-    from PIL import Image
-    from torchvision.utils import draw_bounding_boxes, draw_keypoints
 
-    canvas = image
-    for face in faces:
-        x0, y0, x1, y1 = face.box
+    canvas = np.ascontiguousarray(image.permute(1, 2, 0).numpy())  # a copy: the input stays as it was
+    for n, face in enumerate(faces):
+        x0, y0, x1, y1 = (float(v) for v in face.box)
         radius = max(1, round(max(x1 - x0, y1 - y0) / 60))
-        box = torch.tensor([face.box], dtype=torch.float32)
-        canvas = draw_bounding_boxes(canvas, box, colors="lime", width=max(1, radius // 2))
-        points = face.keypoints[None].float()
-        edges = contour_edges(points.shape[1]) or None
-        canvas = draw_keypoints(canvas, points, connectivity=edges, colors="red", radius=radius, width=max(1, radius // 2))
-    picture = Image.fromarray(canvas.permute(1, 2, 0).numpy())
+        line = max(1, radius // 2)
+        cv2.rectangle(canvas, (round(x0), round(y0)), (round(x1), round(y1)), (0, 255, 0), line, cv2.LINE_AA)
+        points = face.keypoints.float().numpy()
+        for a, b in contour_edges(len(points)):
+            cv2.line(canvas, tuple(np.round(points[a]).astype(int)), tuple(np.round(points[b]).astype(int)),
+                     (255, 0, 0), line, cv2.LINE_AA)
+        for x, y in np.round(points).astype(int):
+            cv2.circle(canvas, (int(x), int(y)), radius, (255, 0, 0), -1, cv2.LINE_AA)
+        if track_ids is not None:
+            cv2.putText(canvas, f"#{track_ids[n]}", (round(x0), max(12, round(y0) - 4)), cv2.FONT_HERSHEY_SIMPLEX,
+                        max(0.4, radius / 3), (0, 255, 0), line, cv2.LINE_AA)
+    return torch.from_numpy(canvas).permute(2, 0, 1)
+
+
+def draw_faces(image, faces: list, out_path: Path) -> None:
+    """`annotate`, saved: a `.jpg` path as a JPEG at quality 95, anything else as PNG."""
+    from PIL import Image
+
+    picture = Image.fromarray(annotate(image, faces).permute(1, 2, 0).numpy())
     if Path(out_path).suffix.lower() == ".jpg":
         picture.save(out_path, format="JPEG", quality=95)
     else:
@@ -247,8 +260,10 @@ def draw_faces(image: torch.Tensor, faces: list, out_path: Path) -> None:
 
 
 def predict_table(report: dict, max_rows: int = 40):
-    """A row per image, or a summary line for long lists."""
-    images = report["images"]
+    """A row per image and video, or a summary line for long lists."""
+    images = report["images"] + [
+        {"path": v["path"], "faces": [None] * v.get("tracks", 0), "seconds": v.get("seconds", 0.0), "error": v["error"],
+         "frames": v.get("frames", 0)} for v in report.get("videos", [])]
     faces = sum(len(item["faces"]) for item in images)
     failed = [item for item in images if item["error"]]
     if len(images) > max_rows:
@@ -256,7 +271,7 @@ def predict_table(report: dict, max_rows: int = 40):
                 f"without a face, {len(failed)} failed" + (f" (first: {failed[0]['error']})" if failed else ""))
     table = Table()
     table.add_column("image", overflow="fold")
-    table.add_column("faces", justify="right")
+    table.add_column("faces (video: tracks)", justify="right")
     table.add_column("ms", justify="right")
     table.add_column("error", overflow="fold")
     for item in images:

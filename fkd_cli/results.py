@@ -17,6 +17,7 @@ class FaceResult:
     keypoints: torch.Tensor  # (K, 2) original-image pixels
     keypoint_scores: torch.Tensor | None = None  # (K,) in [0, 1]; None for an uncalibrated model
     landmark_score: float | None = None  # the face's landmarks as a whole, in [0, 1] (see confidence.py)
+    pose: dict | None = None  # {"yaw", "pitch", "roll"} in degrees (68-point models; see geometry3d.py)
 
     def to_dict(self) -> dict:
         entry = {
@@ -27,6 +28,8 @@ class FaceResult:
         if self.keypoint_scores is not None:
             entry["landmark_score"] = round(self.landmark_score, 4)
             entry["keypoint_scores"] = [round(float(v), 3) for v in self.keypoint_scores.tolist()]
+        if self.pose is not None:
+            entry["pose"] = self.pose
         return entry
 
 
@@ -43,6 +46,7 @@ class ImageResult:
     region_map: dict[str, list[int]] | None = None
     annotated: str | None = None  # the annotated copy `fkd predict` wrote, if any
     num_keypoints: int = 68  # K, so that an image without faces still gives (0, K, 2) arrays
+    image: torch.Tensor | None = field(default=None, repr=False)  # the decoded image, for aligned()
 
     @property
     def keypoints(self) -> np.ndarray:
@@ -73,6 +77,21 @@ class ImageResult:
         """Per face, each named region's points: `result.regions[0]["left_eye"]` is a (6, 2) array."""
         names = self.region_map or {}
         return [{name: f.keypoints[idx].numpy() for name, idx in names.items()} for f in self.faces]
+
+    @property
+    def poses(self) -> np.ndarray:
+        """(F, 3) yaw, pitch, roll in degrees (NaN where there is none)."""
+        rows = [[f.pose[k] for k in ("yaw", "pitch", "roll")] if f.pose else [math.nan] * 3 for f in self.faces]
+        return np.array(rows, dtype=np.float32).reshape(-1, 3)
+
+    def aligned(self, index: int, size: int = 112) -> np.ndarray:
+        """Face `index` warped onto the standard 5-point template, `size` x `size` x 3 uint8 RGB (112:
+        what ArcFace-style recognition models expect)."""
+        from .geometry3d import aligned_crop
+
+        if self.image is None or self.num_keypoints != 68:
+            raise ValueError("aligned crops need the image and a 68-point model")
+        return aligned_crop(self.image.permute(1, 2, 0).numpy(), self.faces[index].keypoints.numpy(), size)
 
     def to_dict(self) -> dict:
         """Exactly the `images[]` entry of `fkd predict --json`."""

@@ -11,7 +11,7 @@ import torch
 
 from .helpers import FLIP_5, TINY_BASE, invoke, make_dataset, one_line_error, sets
 
-FIVE = TINY_BASE + [f"flip_permutation={FLIP_5}", "norm_points=[0, 1]"]
+FIVE = TINY_BASE + [f"flip_permutation={FLIP_5}", "norm_points=[0, 1]", "regions={eyes: [0, 1], nose: [2], mouth: [3, 4]}"]
 
 
 
@@ -33,8 +33,11 @@ def test_five_point_set_end_to_end(dataset5, tmp_path):
     result = invoke("predict", dataset5 / "test", "--model", run / "model.pth", "--detector", "none",
                     "--json", predictions, "--out", tmp_path / "drawn")
     assert result.exit_code == 0, result.output
-    faces = [f for i in json.loads(predictions.read_text())["images"] for f in i["faces"]]
+    report = json.loads(predictions.read_text())
+    assert report["regions"] == {"eyes": [0, 1], "nose": [2], "mouth": [3, 4]}  # the config's own regions
+    faces = [f for i in report["images"] for f in i["faces"]]
     assert len(faces) == 8 and all(len(f["keypoints"]) == 5 for f in faces)
+    assert all(len(f["keypoint_scores"]) == 5 for f in faces)  # a 5-point shape model calibrates too
     assert len(list((tmp_path / "drawn").glob("*.png"))) == 8
 
     result = invoke("export", "--model", run / "model.pth", "--format", "all")

@@ -58,6 +58,7 @@ def test_mtcnn_finds_nothing_in_an_empty_image(mtcnn):
 
 def test_haar_still_available(astronaut):
     (face, *_) = HaarDetector().detect(read_image(astronaut))
+    assert 0.5 < face.score <= 1.0  # raw level weights mapped into [0, 1], like MTCNN's
     x, y = _centre(face.box)
     assert abs(x - FACE_CENTRE[0]) < 30 and abs(y - FACE_CENTRE[1]) < 30
     assert build_detector("mtcnn").name == "mtcnn"

@@ -51,13 +51,15 @@ def test_folder_json_csv_schema(tiny_run, photos, tmp_path):
         assert set(item) == {"path", "width", "height", "faces", "error", "annotated"} and item["error"] is None
         assert Path(item["annotated"]).is_file() and Path(item["annotated"]).parent == tmp_path / "drawn"
         (face,) = item["faces"]
-        assert set(face) == {"box", "score", "keypoints", "landmark_score", "keypoint_scores"}
+        assert set(face) == {"box", "score", "keypoints", "landmark_score", "keypoint_scores", "pose"}
+        assert set(face["pose"]) == {"yaw", "pitch", "roll"}
         assert len(face["keypoints"]) == 68 and len(face["keypoint_scores"]) == 68
         assert all(0 <= v <= 1 for v in face["keypoint_scores"]) and 0 <= face["landmark_score"] <= 1
         assert len(face["box"]) == 4 and all(len(p) == 2 for p in face["keypoints"])
     rows = list(csv.reader(out_csv.open()))
-    assert rows[0][:6] == ["path", "face", "box_x0", "box_y0", "box_x1", "box_y1"] and rows[0][-1] == "y67"
-    assert len(rows) == 5 and len(rows[1]) == 6 + 136
+    assert rows[0][:6] == ["path", "face", "box_x0", "box_y0", "box_x1", "box_y1"]
+    assert rows[0][-4:] == ["y67", "yaw", "pitch", "roll"]
+    assert len(rows) == 5 and len(rows[1]) == 6 + 136 + 3
     # a JPEG's annotated copy is a JPEG, the rest are PNGs
     assert sorted(p.name for p in (tmp_path / "drawn").iterdir()) == ["cmyk.jpg", "grey.jpg", "palette.png", "rgba.png"]
 

@@ -83,7 +83,7 @@ def test_a_late_output_failure_keeps_the_other_outputs(tiny_run, photos, tmp_pat
     result = invoke("predict", photos, "--model", tiny_run / "model.pth", "--detector", "none", "--out", tmp_path / "drawn",
                     "--json", tmp_path / "r.json", "--csv", tmp_path / "r.csv")
     assert result.exit_code == 1 and "Traceback" not in result.output
-    assert "No space left on device" in result.output and "annotated images stopped after 1 of 3" in result.output
+    assert "No space left on device" in result.output and "drawing stopped after 1 of 3" in result.output
     report = json.loads((tmp_path / "r.json").read_text())
     assert len(report["images"]) == 3 and all(len(item["faces"]) == 1 for item in report["images"])
     assert len((tmp_path / "r.csv").read_text().splitlines()) == 4
