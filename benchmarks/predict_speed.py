@@ -45,7 +45,7 @@ def main() -> None:
     from fkd_cli.export import export_model
     from fkd_cli.inference import load_predictor
 
-    torch_predictor = load_predictor(args.model, device="cpu")
+    torch_predictor = load_predictor(args.model, device="cpu", backend="pytorch")
     pp = torch_predictor.pp
     passes = 1 + pp.refine_steps  # crops a face goes through; flip TTA doubles the network calls of each
     calls = passes * (2 if pp.flip_tta else 1)

@@ -54,6 +54,15 @@ class DetectorName(str, Enum):
     none = "none"
 
 
+class Backend(str, Enum):
+    auto = "auto"
+    pytorch = "pytorch"
+    onnxruntime = "onnxruntime"
+
+
+BACKEND_HELP = "auto: a .pth runs on ONNX Runtime on the CPU (through its ONNX twin), else PyTorch."
+
+
 class ExportFormat(str, Enum):
     onnx = "onnx"
     torchscript = "torchscript"
@@ -235,6 +244,7 @@ def evaluate(
     detector: Optional[DetectorName] = typer.Option(None, "--detector", help=DETECTOR_HELP),
     flip_tta: Optional[bool] = typer.Option(None, "--flip-tta/--no-flip-tta", metavar=FLAG, help="Average with the mirrored crop (default: as the model was trained)."),
     device: Device = typer.Option(Device.auto, "--device"),
+    backend: Backend = typer.Option(Backend.auto, "--backend", help=BACKEND_HELP),
     trust_code: bool = typer.Option(False, "--trust-code", metavar=FLAG, help=TRUST_CODE_HELP),
     quiet: bool = typer.Option(False, "--quiet", "-q", metavar=FLAG, help=QUIET_HELP),
 ):
@@ -254,7 +264,7 @@ def evaluate(
     with progress("evaluate", quiet=quiet) as bar:
         report, result = evaluate_model(
             model, data_dir, split.value, boxes.value, detector.value if detector else None, flip_tta, device.value,
-            trust_code, progress=lambda done, total: bar.update(done, total), notes=_note)
+            trust_code, progress=lambda done, total: bar.update(done, total), notes=_note, backend=backend.value)
     if not quiet:
         (err_console if json_out == STDOUT else console).print(
             metrics_table(report, f"{report['model']} on {data_dir}/{split.value} ({boxes.value} boxes)"))
@@ -288,6 +298,7 @@ def predict(
     recursive: bool = typer.Option(False, "--recursive", "-r", metavar=FLAG, help="Descend into sub-folders of folder inputs."),
     batch_size: int = typer.Option(32, "--batch-size", min=1, help="Faces per model call."),
     device: Device = typer.Option(Device.auto, "--device"),
+    backend: Backend = typer.Option(Backend.auto, "--backend", help=BACKEND_HELP),
     trust_code: bool = typer.Option(False, "--trust-code", metavar=FLAG, help=TRUST_CODE_HELP),
     quiet: bool = typer.Option(False, "--quiet", "-q", metavar=FLAG, help=QUIET_HELP),
 ):
@@ -311,7 +322,7 @@ def predict(
         from .video import TrackerOptions
 
         predictor = load_predictor(model, detector=detector.value if detector else None, device=device.value,
-                                   trust_code=trust_code)
+                                   trust_code=trust_code, backend=backend.value)
         predictor = predictor.configured(batch_size=batch_size, conf=conf, max_faces=max_faces)
         crops_dir = None
         if save_crops:

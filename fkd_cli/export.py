@@ -87,12 +87,19 @@ def export_model(model_path: Path | None, fmt: str = "onnx", out: Path | None = 
     model = build_from_checkpoint(data)
     pp = Preprocess.from_dict(data["preprocess"])
     meta = {"arch": data["arch"], "fkd_version": __version__, "source": str(source), "metrics": data.get("metrics", {}),
-            "config": data.get("config", {})}
+            "config": data.get("config", {}), "source_sha256": file_sha256(source)}
     results = []
     for f, target in targets.items():
         writer = _write_onnx if f == "onnx" else _write_torchscript
         results.append(writer(model, pp, meta, target, opset, check))
     return results
+
+
+def file_sha256(path: Path) -> str:
+    """The checkpoint an export was made from, so that a stale export is never taken for it."""
+    import hashlib
+
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
 
 def _write_onnx(model, pp: Preprocess, meta: dict, target: Path, opset: int, check: bool) -> ExportResult:

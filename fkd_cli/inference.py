@@ -13,7 +13,7 @@ from typing import Callable, Sequence
 
 import torch
 
-from .backends import bundled_model_path, load_backend
+from .backends import bundled_model_path, load_backend, pick_device
 from .data import to_image_tensor
 from .detect import Detection, build_detector
 from .errors import FkdError
@@ -212,13 +212,32 @@ class Predictor:
                            image=image)
 
 
+BACKENDS = ("auto", "pytorch", "onnxruntime")
+
+
 def load_predictor(path: str | Path | None = None, detector: str | None = None, device: str = "auto",
-                   trust_code: bool = False, threads: int = 0) -> Predictor:
+                   trust_code: bool = False, threads: int = 0, backend: str = "auto") -> Predictor:
     """A predictor for a `.pth` checkpoint, an exported `.onnx`, or (with `trust_code`) a TorchScript
-    `.pt`; None = the bundled model."""
+    `.pt`; None = the bundled model.
+
+    `backend="auto"` runs a `.pth` on ONNX Runtime when the device is the CPU and ONNX Runtime is
+    installed (through the checkpoint's ONNX twin, see twin.py), else on PyTorch.
+    """
+    if backend not in BACKENDS:
+        raise FkdError(f"--backend {backend}: choose one of {', '.join(BACKENDS)}")
     if path is None:
         path = bundled_model_path()
         if not path.is_file():
             raise FkdError(f"the bundled model is missing from the installation ({path}); reinstall fkd or pass --model")
-    backend, pp, info = load_backend(Path(path), device, trust_code, threads)
-    return Predictor(backend, pp, str(path), detector, info)
+    path = Path(path)
+    if path.suffix.lower() == ".pth" and backend != "pytorch" and pick_device(device).type == "cpu":
+        from .twin import load_twin
+
+        twin = load_twin(path, threads) if path.is_file() else None
+        if twin is not None:
+            runtime, pp, info = twin
+            return Predictor(runtime, pp, str(path), detector, info)
+        if backend == "onnxruntime":
+            raise FkdError(f"{path}: no ONNX Runtime twin could be made (pip install onnx onnxruntime, or --backend pytorch)")
+    runtime, pp, info = load_backend(path, device, trust_code, threads)
+    return Predictor(runtime, pp, str(path), detector, info)

@@ -13,6 +13,14 @@ from fkd_cli.cli import app
 from .helpers import MEAN_FACE_5, TINY, make_dataset, sets
 
 
+def pytest_configure(config):
+    """ONNX twins made during the tests go to a folder of their own, never the user's cache."""
+    import os
+    import tempfile
+
+    os.environ["FKD_CACHE"] = tempfile.mkdtemp(prefix="fkd-test-cache-")
+
+
 @pytest.fixture(scope="session")
 def dataset(tmp_path_factory) -> Path:
     return make_dataset(tmp_path_factory.mktemp("data"))

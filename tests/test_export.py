@@ -2,6 +2,7 @@
 
 import json
 
+import numpy as np
 import pytest
 import torch
 
@@ -168,3 +169,49 @@ def test_foreign_torchscript_is_refused_before_loading(tmp_path, dataset):
         torch.jit.save(torch.jit.script(torch.nn.Identity()), str(plain))
     text = one_line_error(invoke("predict", dataset / "test", "--no-draw", "--model", plain, "--trust-code"))
     assert "not one exported by `fkd export`" in text
+
+
+# ---- the ONNX Runtime twin behind the default path -----------------------------------------------
+
+
+def test_the_bundled_model_runs_on_its_shipped_twin(astronaut):
+    from fkd_cli import load_model
+    from fkd_cli.backends import bundled_model_path
+    from fkd_cli.export import file_sha256
+    from fkd_cli.twin import load_twin
+
+    fast = load_model()
+    assert fast.backend.name == "onnxruntime" and fast.source == str(bundled_model_path())
+    # the shipped twin records this very checkpoint (a stale one would fail here)
+    _, pp, meta = load_twin(bundled_model_path())
+    assert meta["source_sha256"] == file_sha256(bundled_model_path())
+    reference = load_model(backend="pytorch")
+    assert reference.backend.name == "pytorch" and pp.to_dict() == reference.pp.to_dict()
+    a, b = fast.predict(str(astronaut)), reference.predict(str(astronaut))
+    assert np.abs(a.keypoints - b.keypoints).max() < 1e-3 and np.abs(a.landmark_scores - b.landmark_scores).max() < 1e-4
+
+
+def test_a_trained_model_gets_a_cached_twin_once(tiny_run, tmp_path, monkeypatch, dataset):
+    import shutil
+
+    from fkd_cli import load_model
+
+    monkeypatch.setenv("FKD_CACHE", str(tmp_path / "cache"))
+    model = tmp_path / "m.pth"
+    shutil.copy(tiny_run / "model.pth", model)
+    first = load_model(model, detector="none")
+    assert first.backend.name == "onnxruntime"
+    (twin,) = (tmp_path / "cache" / "onnx").iterdir()
+    made = twin.stat().st_mtime_ns
+    image = sorted((dataset / "test").iterdir())[0]
+    again = load_model(model, detector="none")
+    assert twin.stat().st_mtime_ns == made  # reused, not made again
+    torch_run = load_model(model, detector="none", backend="pytorch").predict(image)
+    assert np.abs(again.predict(image).keypoints - torch_run.keypoints).max() < 1e-3
+    # a changed checkpoint never runs on the old twin
+    data = torch.load(model, weights_only=True)
+    data["state_dict"] = {k: v * 1.01 if v.is_floating_point() else v for k, v in data["state_dict"].items()}
+    torch.save(data, model)
+    changed = load_model(model, detector="none")
+    assert len(list((tmp_path / "cache" / "onnx").iterdir())) == 2
+    assert np.abs(changed.predict(image).keypoints - load_model(model, detector="none", backend="pytorch").predict(image).keypoints).max() < 1e-3
