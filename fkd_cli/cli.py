@@ -378,14 +378,15 @@ def _report_predictions(predictor, paths, sources, options, out_dir, json_out, j
     finally:
         if lines is not None and lines is not sys.stdout:
             lines.close()
-    _finish_predictions(report, len(paths) + len(sources), out_dir, json_out, csv_out, output_errors, quiet)
+    _finish_predictions(report, len(paths) + len(sources), out_dir, json_out, csv_out, output_errors, quiet,
+                        to_stdout=STDOUT in (json_out, jsonl_out, csv_out))
 
 
-def _finish_predictions(report, total, out_dir, json_out, csv_out, output_errors, quiet: bool) -> None:
+def _finish_predictions(report, total, out_dir, json_out, csv_out, output_errors, quiet: bool, to_stdout: bool) -> None:
     from .predict import csv_text, json_report
     from .render import console, err_console, predict_table
 
-    screen = err_console if STDOUT in (json_out, csv_out) else console  # stdout is for the data then
+    screen = err_console if to_stdout else console  # stdout is for the data then
     if not quiet:
         screen.print(predict_table(report))
     for message in output_errors:

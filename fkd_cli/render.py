@@ -199,7 +199,7 @@ def plot_losses(history: list[dict], path: Path) -> None:
     plt.close(fig)
 
 
-def plot_ced(nme: torch.Tensor, path: Path, label: str, limit: float = 0.10) -> None:
+def plot_ced(nme, path: Path, label: str, limit: float = 0.10) -> None:
     """The cumulative error distribution up to `limit` (NME on x, share of images on y)."""
     import matplotlib
 

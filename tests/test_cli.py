@@ -48,6 +48,9 @@ def test_json_and_csv_to_stdout_pipe_cleanly(astronaut):
     rows = list(csv.reader(io.StringIO(result.stdout)))
     assert rows[0][0] == "path" and len(rows) == 2
     assert "only one output" in invoke("predict", astronaut, "--json", "-", "--csv", "-").output
+    result = invoke("predict", astronaut, astronaut, "--no-draw", "--jsonl", "-")
+    lines = [json.loads(line) for line in result.stdout.splitlines()]  # one JSON document a line, nothing else
+    assert [line["path"] for line in lines] == [str(astronaut)] and lines[0]["frame"] is None
 
 
 def test_quiet_prints_nothing_but_writes(astronaut, tmp_path):

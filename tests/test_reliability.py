@@ -14,7 +14,7 @@ from fkd_cli.config import resolve_config
 from fkd_cli.errors import FkdError
 from fkd_cli.outputs import claim_run_dir
 
-from .helpers import TINY, invoke, make_dataset, one_line_error, sets
+from .helpers import TINY, invoke, one_line_error, sets
 
 
 

@@ -3,7 +3,6 @@ and the Python API: per-frame JSON Lines and CSV, the annotated copy, stable tra
 broken inputs, missing cameras, Ctrl-C."""
 
 import csv
-import io
 import json
 import shutil
 
