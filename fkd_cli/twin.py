@@ -1,5 +1,5 @@
-"""The ONNX Runtime twin of a `.pth` checkpoint, so that the default path runs on ONNX Runtime (1.7x
-to 2.3x faster than PyTorch eager on a CPU, see the README's speed section) with no step from the user:
+"""The ONNX Runtime twin of a `.pth` checkpoint, so that the default path runs on ONNX Runtime (about
+2x faster than PyTorch eager on a CPU, see the README's speed section) with no step from the user:
 an export shipped beside the checkpoint (the bundled model's), or one made once into a cache folder.
 A twin is used only when it records the SHA-256 of exactly this checkpoint, and only after its own
 parity check against PyTorch passed when it was made (`fkd export`'s, 1e-3 px)."""
