@@ -133,11 +133,42 @@ def nms_min(boxes: torch.Tensor, scores: torch.Tensor, threshold: float) -> torc
     return torch.tensor(keep, dtype=torch.long)
 
 
+class OrtNet:
+    """One stage exported to ONNX (`assets/mtcnn-NAME.onnx`, made from the same weights; a test checks
+    they agree), run by ONNX Runtime: P-Net over the pyramid is about 1.5x faster there."""
+
+    def __init__(self, path):
+        from .backends import ort_session
+
+        self.session = ort_session(str(path))
+
+    def __call__(self, x: torch.Tensor):
+        import numpy as np
+
+        offsets, prob = self.session.run(None, {"x": np.ascontiguousarray(x.numpy())})
+        return torch.from_numpy(offsets), torch.from_numpy(prob)
+
+
+def load_runtime(runtime: str = "auto"):
+    """The three stages on ONNX Runtime when it is installed (`auto`), else (or `pytorch`) on PyTorch."""
+    if runtime != "pytorch":
+        try:
+            import onnxruntime  # noqa: F401
+
+            folder = resources.files("fkd_cli") / "assets"
+            paths = [folder / f"mtcnn-{name}.onnx" for name in ("pnet", "rnet", "onet")]
+            if all(p.is_file() for p in paths):
+                return tuple(OrtNet(p) for p in paths)
+        except ImportError:
+            pass
+    return load_networks()
+
+
 class MTCNN:
     """Run the cascade on one float RGB image (3, H, W) in 0..255; boxes in that image's pixels."""
 
-    def __init__(self, thresholds=(0.6, 0.7, 0.7), factor: float = 0.709):
-        self.pnet, self.rnet, self.onet = load_networks()
+    def __init__(self, thresholds=(0.6, 0.7, 0.7), factor: float = 0.709, runtime: str = "auto"):
+        self.pnet, self.rnet, self.onet = load_runtime(runtime)
         self.thresholds, self.factor = thresholds, factor
 
     def _cut(self, image: torch.Tensor, boxes: torch.Tensor, size: int) -> torch.Tensor:

@@ -122,3 +122,19 @@ def test_calibrate_refuses_too_few_matches(tiny_run, tmp_path):
     result = invoke("calibrate", tiny_run / "model.pth", "--detector", "mtcnn", "--data-dir", data, "--out", out)
     text = one_line_error(result)
     assert "matched only" in text and not out.exists()
+
+
+def test_mtcnn_on_onnx_runtime_matches_pytorch(astronaut):
+    """The shipped ONNX stages are the same networks: same faces, boxes within a hundredth of a pixel."""
+    from fkd_cli.mtcnn import MTCNN, OrtNet
+
+    fast, reference = MTCNN(), MTCNN(runtime="pytorch")
+    assert isinstance(fast.pnet, OrtNet) and not isinstance(reference.pnet, OrtNet)
+    image = read_image(astronaut).float()
+    for x in (torch.rand(2, 3, 37, 53) * 2 - 1, torch.rand(1, 3, 150, 120) * 2 - 1):
+        for a, b in zip(fast.pnet(x), reference.pnet(x)):
+            assert torch.allclose(a, b, atol=1e-4)
+    boxes, scores = fast(image)
+    expected, expected_scores = reference(image)
+    assert boxes.shape == expected.shape and torch.allclose(boxes, expected, atol=1e-2)
+    assert torch.allclose(scores, expected_scores, atol=1e-4)

@@ -127,17 +127,20 @@ def test_concurrent_claims_get_distinct_folders(tmp_path):
 
 
 def test_two_trainings_never_share_a_folder(dataset, tmp_path):
-    from fkd_cli.trainer import train
+    """Two `fkd train` processes started together with the same config and --out."""
+    import os
+    import subprocess
+    import sys
 
-    cfg = resolve_config("fkd-best", TINY + ["epochs=1"])
-    results = []
-    threads = [threading.Thread(target=lambda: results.append(train(cfg, dataset, tmp_path / "run"))) for _ in range(2)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    assert sorted(r.run_dir.name for r in results) == ["run", "run2"]
-    assert all((r.run_dir / "model.pth").is_file() for r in results)
+    command = [sys.executable, "-m", "fkd_cli", "train", "--config", "fkd-best", "--data-dir", str(dataset),
+               "--out", str(tmp_path / "run"), "--quiet", *sets(TINY + ["epochs=1"])]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    runs = [subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE) for _ in range(2)]
+    for run in runs:
+        _, err = run.communicate(timeout=300)
+        assert run.returncode == 0, err.decode()[-2000:]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["run", "run2"]
+    assert all((tmp_path / name / "model.pth").is_file() for name in ("run", "run2"))
 
 
 def test_failed_run_leaves_no_empty_folder(tmp_path):
