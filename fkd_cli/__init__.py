@@ -1,5 +1,13 @@
 """fkd: facial keypoint detection."""
 
+import os
+
+# PyTorch's OpenMP threads busy-wait between operations by default; beside another busy process they
+# then fight it for the cores. Waiting passively made `fkd predict` 7-30% faster beside a CPU hog in
+# every paired run of benchmarks/under_load.py, and no slower alone. OpenMP reads this once, when
+# torch is first imported, so it is set here (unless the user set it).
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
 __version__ = "0.1.0"
 
 

@@ -92,9 +92,9 @@ def ort_session(source, threads: int = 0):
     # the two cores and video dropped from 43 to 26 frames/s (measured with benchmarks/video.py clips)
     options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     options.add_session_config_entry("session.inter_op.allow_spinning", "0")
-    if threads:
-        options.intra_op_num_threads = threads
-        options.inter_op_num_threads = 1
+    # as many threads as PyTorch has (`--threads` sets both), so the two runtimes share one setting
+    options.intra_op_num_threads = threads or torch.get_num_threads()
+    options.inter_op_num_threads = 1
     return ort.InferenceSession(source, options, providers=["CPUExecutionProvider"])
 
 

@@ -137,6 +137,18 @@ def write_outputs(jobs) -> int:
     return failed
 
 
+THREADS_HELP = "CPU threads for the networks (PyTorch and ONNX Runtime); 0: one a core. Fewer can help when other work keeps the machine busy."
+
+
+def _set_threads(threads: int) -> int:
+    """`--threads`: PyTorch's threads, which ONNX Runtime's sessions then follow (0: the defaults)."""
+    if threads:
+        import torch
+
+        torch.set_num_threads(threads)
+    return threads
+
+
 def _version(value: bool) -> None:
     if value:
         print(f"fkd {__version__}")
@@ -245,6 +257,7 @@ def evaluate(
     flip_tta: Optional[bool] = typer.Option(None, "--flip-tta/--no-flip-tta", metavar=FLAG, help="Average with the mirrored crop (default: as the model was trained)."),
     device: Device = typer.Option(Device.auto, "--device"),
     backend: Backend = typer.Option(Backend.auto, "--backend", help=BACKEND_HELP),
+    threads: int = typer.Option(0, "--threads", min=0, help=THREADS_HELP),
     trust_code: bool = typer.Option(False, "--trust-code", metavar=FLAG, help=TRUST_CODE_HELP),
     quiet: bool = typer.Option(False, "--quiet", "-q", metavar=FLAG, help=QUIET_HELP),
 ):
@@ -261,10 +274,13 @@ def evaluate(
     from .evaluate import evaluate_model
     from .render import console, err_console, metrics_table, plot_ced, progress
 
+    threads = _set_threads(threads)
+
     with progress("evaluate", quiet=quiet) as bar:
         report, result = evaluate_model(
             model, data_dir, split.value, boxes.value, detector.value if detector else None, flip_tta, device.value,
-            trust_code, progress=lambda done, total: bar.update(done, total), notes=_note, backend=backend.value)
+            trust_code, progress=lambda done, total: bar.update(done, total), notes=_note, backend=backend.value,
+            threads=threads)
     if not quiet:
         (err_console if json_out == STDOUT else console).print(
             metrics_table(report, f"{report['model']} on {data_dir}/{split.value} ({boxes.value} boxes)"))
@@ -299,6 +315,7 @@ def predict(
     batch_size: int = typer.Option(32, "--batch-size", min=1, help="Faces per model call."),
     device: Device = typer.Option(Device.auto, "--device"),
     backend: Backend = typer.Option(Backend.auto, "--backend", help=BACKEND_HELP),
+    threads: int = typer.Option(0, "--threads", min=0, help=THREADS_HELP),
     trust_code: bool = typer.Option(False, "--trust-code", metavar=FLAG, help=TRUST_CODE_HELP),
     quiet: bool = typer.Option(False, "--quiet", "-q", metavar=FLAG, help=QUIET_HELP),
 ):
@@ -321,8 +338,9 @@ def predict(
         from .predict import PredictOptions
         from .video import TrackerOptions
 
+        threads = _set_threads(threads)
         predictor = load_predictor(model, detector=detector.value if detector else None, device=device.value,
-                                   trust_code=trust_code, backend=backend.value)
+                                   trust_code=trust_code, backend=backend.value, threads=threads)
         predictor = predictor.configured(batch_size=batch_size, conf=conf, max_faces=max_faces)
         crops_dir = None
         if save_crops:

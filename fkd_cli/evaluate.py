@@ -65,13 +65,15 @@ def evaluate(predictor: Predictor, images: ImageCache, keypoints: torch.Tensor, 
 
 def evaluate_model(model: Path | None, data_dir: Path, split: str = "test", boxes: str = "detector",
                    detector: str | None = None, flip_tta: bool | None = None, device: str = "auto",
-                   trust_code: bool = False, progress=None, notes=None, backend: str = "auto") -> tuple[dict, EvalResult]:
+                   trust_code: bool = False, progress=None, notes=None, backend: str = "auto",
+                   threads: int = 0) -> tuple[dict, EvalResult]:
     """`fkd evaluate` as a function: load a model, run the evaluation loop on a split of `data_dir`,
     and return the report (what the table and JSON show) with the per-image result."""
     from .data import load_split
     from .inference import load_predictor
 
-    predictor = load_predictor(model, detector=detector, device=device, trust_code=trust_code, backend=backend)
+    predictor = load_predictor(model, detector=detector, device=device, trust_code=trust_code, backend=backend,
+                               threads=threads)
     predictor = predictor.configured(flip_tta=flip_tta)
     for note in predictor.notes:
         if notes is not None:

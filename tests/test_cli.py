@@ -120,3 +120,17 @@ def test_conf_and_max_faces(tmp_path, astronaut):
         strict = model.configured(conf=(scores[0] + scores[-1]) / 2).predict(tmp_path / "two.png")
         assert len(strict) == 1 and strict.scores[0] == pytest.approx(scores[-1])
     assert "--conf" in invoke("predict", tmp_path / "two.png", "--conf", "1.5").output
+
+
+def test_threads_option_sets_both_runtimes(astronaut):
+    """--threads 1: PyTorch and the ONNX Runtime sessions made after it use one thread."""
+    code = ("import torch, fkd_cli.cli as cli; cli._set_threads(1); from fkd_cli import load_model; "
+            "m = load_model(); print(torch.get_num_threads(), "
+            "m.backend.session.get_session_options().intra_op_num_threads, "
+            "m.detector._mtcnn.pnet.session.get_session_options().intra_op_num_threads)")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.split() == ["1", "1", "1"]
+    result = subprocess.run([sys.executable, "-m", "fkd_cli", "predict", str(astronaut), "--threads", "1", "--no-draw",
+                             "--json", "-", "--quiet"], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0 and len(json.loads(result.stdout)["images"][0]["faces"]) == 1
