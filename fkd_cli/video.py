@@ -21,6 +21,7 @@ import torch
 
 from .errors import FkdError
 from .framing import landmark_box
+from .geometry3d import head_pose
 from .results import FaceResult
 
 CODEC = ("VP80", ".webm")  # VP8 in WebM: browsers and common players open it, and OpenCV's wheels write it
@@ -245,10 +246,10 @@ class FaceTracker:
         """Detections that start new tracks; the others confirm (and re-anchor) existing tracks."""
         p, o = self.predictor, self.options
         detections = p.select(p.detect(image))
-        unmatched, confirmed = list(detections), set()
+        # greedy matching, best overlap first: each track and each detection used at most once
         pairs = sorted(((iou(d.box, track.box(track.points)), i, j) for i, track in enumerate(self.tracks)
                         for j, d in enumerate(detections)), reverse=True)
-        used = set()
+        confirmed, used = set(), set()
         for overlap, i, j in pairs:
             if overlap < o.match_iou or i in confirmed or j in used:
                 continue
@@ -261,7 +262,7 @@ class FaceTracker:
             if i not in confirmed:
                 track.misses += 1
         self.lost = False
-        return [d for j, d in enumerate(unmatched) if j not in used]
+        return [d for j, d in enumerate(detections) if j not in used]
 
     def _emit(self, image, t, points, point_scores, face_scores, detected: bool) -> FrameFaces:
         o = self.options
@@ -276,8 +277,6 @@ class FaceTracker:
                 continue
             track.points = points[n]
             shown = track.filter(points[n], t) if track.filter is not None else points[n]
-            from .geometry3d import head_pose
-
             pose = head_pose(shown.numpy(), width, height) if len(shown) == 68 else None
             out.faces.append(FaceResult(track.box(shown), track.score, shown,
                                         None if point_scores is None else point_scores[n], score, pose))
