@@ -132,3 +132,18 @@ def test_one_euro_filter_calms_a_still_face_and_follows_a_moving_one():
     for f in range(30):  # 3 px a frame: about one face size a second
         out = moving(base + 3.0 * f, f / 30)
     assert float((out - (base + 3.0 * 29)).norm(dim=1).mean()) < 3.0  # within a frame's motion of the truth
+
+
+def test_tracker_api_frame_by_frame(face):
+    from fkd_cli import load_model
+    from fkd_cli.video import FaceTracker
+
+    tracker = FaceTracker(load_model())
+    ids = []
+    for f in range(5):
+        canvas = np.full((SIZE[1], SIZE[0], 3), 70, np.uint8)
+        canvas[60:170, 10 + 6 * f:120 + 6 * f] = face
+        found = tracker.update(torch.from_numpy(canvas).permute(2, 0, 1).contiguous(), f / 10)
+        ids.append(found.tracks)
+        assert found.faces[0].keypoints.shape == (68, 2)
+    assert ids == [[1]] * 5
