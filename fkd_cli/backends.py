@@ -22,6 +22,7 @@ import torch
 
 from .errors import FkdError
 from .framing import Preprocess
+from .inputs import check_model_path
 
 PREPROCESS_KEY = "fkd_preprocess"  # the contract's key in ONNX metadata_props / TorchScript extra files
 META_KEY = "fkd_meta"
@@ -106,14 +107,9 @@ def parse_contract(preprocess: str, meta: str, path: Path) -> tuple[Preprocess, 
         raise FkdError(f"{path}: its fkd metadata is damaged ({exc})") from None
 
 
-def _must_exist(path: Path) -> None:
-    if not path.is_file():
-        raise FkdError(f"{path}: no such model file" if not path.is_dir() else f"{path}: is a folder, not a model file")
-
-
 def load_onnx(path: Path, threads: int = 0) -> tuple[OnnxBackend, Preprocess, dict]:
     need_onnx()
-    _must_exist(path)
+    check_model_path(path)
     try:
         session = ort_session(str(path), threads)
     except Exception as exc:  # onnxruntime raises its own exception types for bad files
@@ -127,7 +123,7 @@ def load_onnx(path: Path, threads: int = 0) -> tuple[OnnxBackend, Preprocess, di
 
 def torchscript_contract(path: Path) -> tuple[Preprocess, dict]:
     """fkd's metadata, read from the TorchScript archive as a plain zip: nothing in it runs."""
-    _must_exist(path)
+    check_model_path(path)
     try:
         with zipfile.ZipFile(path) as archive:
             names = {Path(n).name: n for n in archive.namelist() if Path(n).parent.name == "extra"}

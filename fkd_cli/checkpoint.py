@@ -10,6 +10,7 @@ import torch
 
 from . import __version__
 from .errors import FkdError
+from .inputs import check_model_path
 from .outputs import atomic_write
 
 FORMAT = "fkd-checkpoint"
@@ -26,7 +27,7 @@ def load_checkpoint(path: Path | str, map_location: str = "cpu") -> dict:
     """Load one of our checkpoints; anything else is refused without running any of its code."""
     path = Path(path)
     if not path.is_file():
-        raise FkdError(f"{path}: is a folder, not a model file" if path.is_dir() else f"{path}: no such model file")
+        check_model_path(path)
     if path.stat().st_size == 0:
         raise FkdError(f"{path}: is empty (0 bytes): an interrupted copy or download? Use another checkpoint")
     try:

@@ -13,6 +13,7 @@ import torch
 
 from . import __version__
 from .checkpoint import build_from_checkpoint, load_checkpoint
+from .download import sha256_of  # records the checkpoint an export was made from
 from .errors import FkdError
 from .framing import Preprocess, crop, outputs_to_crop_points, to_input
 from .outputs import atomic_write, check_output_file
@@ -87,19 +88,12 @@ def export_model(model_path: Path | None, fmt: str = "onnx", out: Path | None = 
     model = build_from_checkpoint(data)
     pp = Preprocess.from_dict(data["preprocess"])
     meta = {"arch": data["arch"], "fkd_version": __version__, "source": str(source), "metrics": data.get("metrics", {}),
-            "config": data.get("config", {}), "source_sha256": file_sha256(source)}
+            "config": data.get("config", {}), "source_sha256": sha256_of(source)}
     results = []
     for f, target in targets.items():
         writer = _write_onnx if f == "onnx" else _write_torchscript
         results.append(writer(model, pp, meta, target, opset, check))
     return results
-
-
-def file_sha256(path: Path) -> str:
-    """The checkpoint an export was made from, so that a stale export is never taken for it."""
-    import hashlib
-
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
 
 def _write_onnx(model, pp: Preprocess, meta: dict, target: Path, opset: int, check: bool) -> ExportResult:

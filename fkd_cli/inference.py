@@ -176,11 +176,15 @@ class Predictor:
         point_scores, face_scores = self.scores(points, spread)
         faces: list[list[FaceResult]] = [[] for _ in images]
         for n, (i, d) in enumerate(zip(owners, flat)):
-            height, width = images[i].shape[-2:]
-            pose = head_pose(points[n].numpy(), width, height) if self.num_keypoints == 68 else None
             faces[i].append(FaceResult(d.box, d.score, points[n], None if point_scores is None else point_scores[n],
-                                       None if face_scores is None else float(face_scores[n]), pose))
+                                       None if face_scores is None else float(face_scores[n]),
+                                       self.pose(points[n], images[i])))
         return faces
+
+    def pose(self, points: torch.Tensor, image: torch.Tensor) -> dict | None:
+        """Head pose of one face (68-point models; None otherwise), in `image`'s camera."""
+        height, width = image.shape[-2:]
+        return head_pose(points.numpy(), width, height) if self.num_keypoints == 68 else None
 
     @property
     def regions(self) -> dict[str, list[int]] | None:

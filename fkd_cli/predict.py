@@ -116,8 +116,8 @@ class Run:
                                     on_frame, progress)
         except FkdError as exc:
             summary = {"path": name, "frames": 0, "error": str(exc), "interrupted": False, "annotated": None}
-        if summary["error"]:
-            summary["annotated"] = summary["annotated"] if summary["frames"] else None
+        if not summary["frames"]:  # nothing was drawn: name no annotated copy
+            summary["annotated"] = None
         self.videos.append(summary)
         return not summary.get("interrupted")
 

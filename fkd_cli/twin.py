@@ -32,11 +32,11 @@ def load_twin(pth: Path, threads: int = 0):
     """(backend, contract, meta) of this checkpoint's ONNX twin, exporting it into the cache on first
     use; None when there is none to be had (no ONNX Runtime, an unwritable cache, a failed export)."""
     from .backends import load_onnx
-    from .export import file_sha256
+    from .download import sha256_of
 
     if not onnxruntime_available():
         return None
-    sha = file_sha256(pth)
+    sha = sha256_of(pth)
     cached = cache_dir() / "onnx" / f"{sha}.onnx"
     for candidate in (pth.with_suffix(".onnx"), cached):
         if candidate.is_file():

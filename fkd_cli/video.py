@@ -19,9 +19,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from .config import Config
 from .errors import FkdError
 from .framing import landmark_box
-from .geometry3d import head_pose
 from .results import FaceResult
 
 CODEC = ("VP80", ".webm")  # VP8 in WebM: browsers and common players open it, and OpenCV's wheels write it
@@ -180,15 +180,19 @@ class Track:
 
     def box(self, points: torch.Tensor) -> tuple:
         """The detector-style box, carried along with the landmarks between detections."""
-        x0, y0, x1, y1 = landmark_box(points)
-        cx, cy, size = (x0 + x1) / 2, (y0 + y1) / 2, max(1e-6, x1 - x0, y1 - y0)
+        cx, cy, size = _landmark_frame(points)
         rx0, ry0, rx1, ry1 = self.box_in_landmarks
         return (cx + rx0 * size, cy + ry0 * size, cx + rx1 * size, cy + ry1 * size)
 
 
-def relative_box(box, points: torch.Tensor) -> tuple:
+def _landmark_frame(points: torch.Tensor) -> tuple[float, float, float]:
+    """Centre and size of the landmark box: the frame a track's detector box is kept in."""
     x0, y0, x1, y1 = landmark_box(points)
-    cx, cy, size = (x0 + x1) / 2, (y0 + y1) / 2, max(1e-6, x1 - x0, y1 - y0)
+    return (x0 + x1) / 2, (y0 + y1) / 2, max(1e-6, x1 - x0, y1 - y0)
+
+
+def relative_box(box, points: torch.Tensor) -> tuple:
+    cx, cy, size = _landmark_frame(points)
     return ((box[0] - cx) / size, (box[1] - cy) / size, (box[2] - cx) / size, (box[3] - cy) / size)
 
 
@@ -196,10 +200,10 @@ def relative_box(box, points: torch.Tensor) -> tuple:
 class TrackerOptions:
     detect_every: int = 10  # frames between detector runs (and at once when a track is lost)
     smooth: bool = True
-    # One Euro: Hz for a still face, and extra Hz per face size a second of movement; chosen on
-    # benchmarks/video.py clips: 4.7x less jitter on a still face, no added error on moving ones
-    min_cutoff: float = 0.5
-    beta: float = 40.0
+    # One Euro: Hz for a still face, and extra Hz per face size a second of movement (the config's
+    # defaults, chosen on benchmarks/video.py clips: 4.7x less jitter on a still face, no added error)
+    min_cutoff: float = Config.smooth_min_cutoff
+    beta: float = Config.smooth_beta
     min_landmark_score: float = 0.1  # below this the crop is taken not to hold a face: the track ends
     match_iou: float = 0.3  # a detection continues a track when their boxes overlap this much
     max_misses: int = 2  # detector rounds a track may go unconfirmed
@@ -277,9 +281,9 @@ class FaceTracker:
                 continue
             track.points = points[n]
             shown = track.filter(points[n], t) if track.filter is not None else points[n]
-            pose = head_pose(shown.numpy(), width, height) if len(shown) == 68 else None
             out.faces.append(FaceResult(track.box(shown), track.score, shown,
-                                        None if point_scores is None else point_scores[n], score, pose))
+                                        None if point_scores is None else point_scores[n], score,
+                                        self.predictor.pose(shown, image)))
             out.tracks.append(track.id)
             alive.append(track)
         self.tracks = alive

@@ -177,14 +177,14 @@ def test_foreign_torchscript_is_refused_before_loading(tmp_path, dataset):
 def test_the_bundled_model_runs_on_its_shipped_twin(astronaut):
     from fkd_cli import load_model
     from fkd_cli.backends import bundled_model_path, load_onnx
-    from fkd_cli.export import file_sha256
+    from fkd_cli.download import sha256_of
     from fkd_cli.twin import load_twin
 
     fast = load_model()
     assert fast.backend.name == "onnxruntime" and fast.source == str(bundled_model_path())
     # the shipped twin records this very checkpoint (a stale one would fail here)
     _, pp, meta = load_onnx(bundled_model_path().with_suffix(".onnx"))
-    assert meta["source_sha256"] == file_sha256(bundled_model_path())
+    assert meta["source_sha256"] == sha256_of(bundled_model_path())
     assert load_twin(bundled_model_path())[2]["source_sha256"] == meta["source_sha256"]
     reference = load_model(backend="pytorch")
     assert reference.backend.name == "pytorch" and pp.to_dict() == reference.pp.to_dict()
