@@ -138,19 +138,18 @@ class Run:
         return report
 
 
-def predict_files(predictor: Predictor, paths: list[Path], out_dir: Path | None = None, progress=None,
-                  on_output_error=None, options: PredictOptions | None = None, on_line=None,
-                  video_progress=None, sources: list[int] | None = None) -> dict:
+def predict_files(predictor: Predictor, paths: list[Path], options: PredictOptions | None = None, progress=None,
+                  on_output_error=None, on_line=None, video_progress=None, sources: list[int] | None = None) -> dict:
     """Predict every image and video file (and camera in `sources`); a file that fails gets its
     `error` and the rest go on.
 
-    Annotated copies go to `out_dir` (or `options.out_dir`). If writing one fails (disk full), drawing
+    Annotated copies go to `options.out_dir` (None: none). If writing one fails (disk full), drawing
     stops, `on_output_error(message)` is told, and prediction goes on, so the other outputs still get
     every result. `on_line(dict)` receives each image's and each video frame's JSON Lines record as it
     is done. Ctrl-C stops after the current image (or ends the current stream cleanly), with
     `interrupted` set in the report.
     """
-    options = options or PredictOptions(out_dir=out_dir)
+    options = options or PredictOptions()
     run = Run(predictor, options, on_line, on_output_error)
     interrupted = False
     try:
