@@ -44,10 +44,10 @@ def measure(config: str, data_dir: str, steps: int, threads: int) -> dict:
     model = trainer.model
     model.train()
     done, started = 0, None
-    for step, (x, target) in enumerate(trainer.loader):
+    for step, (x, target, unit) in enumerate(trainer.loader):
         if step == 3:
             started, done = time.perf_counter(), 0
-        trainer.train_step(x, target)
+        trainer.train_step(x, target, unit)
         done += len(x)
     seconds = time.perf_counter() - started
     rate = done / seconds

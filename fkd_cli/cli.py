@@ -252,6 +252,7 @@ def evaluate(
     split: EvalSplit = typer.Option(EvalSplit.test, "--split", help="test/, the training run's val split, or all of training/."),
     json_out: Optional[Path] = typer.Option(None, "--json", help="Write the metrics as JSON here (- for standard output)."),
     plot: Optional[Path] = typer.Option(None, "--plot", help="Write the cumulative error curve (PNG) here."),
+    per_image: Optional[Path] = typer.Option(None, "--per-image", help="Write each image's NME, missed flag, detector score and per-region NME as CSV here (- for standard output)."),
     boxes: BoxSource = typer.Option(BoxSource.detector, "--boxes", help="detector: what `fkd predict` does; gt: oracle boxes from the landmarks."),
     detector: Optional[DetectorName] = typer.Option(None, "--detector", help=DETECTOR_HELP),
     flip_tta: Optional[bool] = typer.Option(None, "--flip-tta/--no-flip-tta", metavar=FLAG, help="Average with the mirrored crop (default: as the model was trained)."),
@@ -263,15 +264,15 @@ def evaluate(
 ):
     """Measure a model with the field's metrics (NME, FR@8/10%, AUC@10%, per-region NME).
 
-    Example: fkd evaluate --data-dir data --json metrics.json
+    Example: fkd evaluate --data-dir data --json metrics.json --per-image per-image.csv
     """
     from .inputs import check_model_path
 
-    _check_outputs([(json_out, "--json"), (plot, "--plot")])
+    _check_outputs([(json_out, "--json"), (plot, "--plot"), (per_image, "--per-image")])
     check_model_path(model)
     if not data_dir.is_dir():
         raise FkdError(f"data folder {data_dir}: not found; run `fkd download-data` (or pass --data-dir)")
-    from .evaluate import evaluate_model
+    from .evaluate import evaluate_model, per_image_csv
     from .render import console, err_console, metrics_table, plot_ced, progress
 
     threads = _set_threads(threads)
@@ -282,11 +283,13 @@ def evaluate(
             trust_code, progress=lambda done, total: bar.update(done, total), notes=_note, backend=backend.value,
             threads=threads)
     if not quiet:
-        (err_console if json_out == STDOUT else console).print(
+        (err_console if STDOUT in (json_out, per_image) else console).print(
             metrics_table(report, f"{report['model']} on {data_dir}/{split.value} ({boxes.value} boxes)"))
     jobs = []
     if json_out:
         jobs.append(("--json", json_out, json.dumps(report, indent=2) + "\n"))
+    if per_image:
+        jobs.append(("--per-image", per_image, per_image_csv(result)))
     if plot:
         jobs.append(("--plot", plot, lambda: plot_ced(result.nme, plot, Path(report["model"]).name)))
     if write_outputs(jobs):

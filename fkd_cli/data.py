@@ -17,6 +17,7 @@ from torchvision.transforms.v2 import functional as F
 from .config import Config
 from .errors import FkdError
 from .framing import Preprocess, crop, crop_points_to_targets, to_input
+from .metrics import seed_units_per_pixel
 
 SPLIT_FILES = {"training": "training_frames_keypoints.csv", "test": "test_frames_keypoints.csv"}
 MAX_IMAGE_PIXELS = 100_000_000  # a larger image is treated as a decompression bomb
@@ -254,6 +255,8 @@ class KeypointDataset(Dataset):
         return framer.training_box(width, height, points, detected, self.cfg)
 
     def __getitem__(self, index: int):
+        """(model input, target, unit): `unit` turns this sample's target difference into the
+        original project's units, so a training loss in those units can be reported for any config."""
         image, points = self.images[index], self.keypoints[index]
         box = self._box(index, image, points)
         img, kp = crop(image, box, self.pp.input_size, points)
@@ -266,5 +269,7 @@ class KeypointDataset(Dataset):
             img = self.photometric(img)
         x = to_input(img.as_subclass(torch.Tensor)[None], self.pp)[0]
         target = crop_points_to_targets(kp.as_subclass(torch.Tensor).float(), self.pp).reshape(-1)
-        return x, target
+        crop_pixel = box[2] / self.pp.input_size  # image pixels per crop pixel
+        unit = self.pp.target_scale * crop_pixel * seed_units_per_pixel(min(image.shape[-2:]))
+        return x, target, torch.tensor(unit, dtype=torch.float32)
 

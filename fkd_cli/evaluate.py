@@ -11,7 +11,7 @@ from .data import ImageCache
 from .detect import match_detection
 from .errors import FkdError
 from .inference import Predictor
-from .metrics import per_image_nme, summarize
+from .metrics import per_image_nme, per_image_region_nme, summarize
 
 
 @dataclass
@@ -22,6 +22,8 @@ class EvalResult:
     predictions: torch.Tensor  # (N, K, 2) in image pixels
     spread: torch.Tensor | None = None  # (N, K) flip-TTA spread of each point (None without flip TTA)
     face_scores: torch.Tensor | None = None  # (N,) the matched detection's score (NaN: missed, gt boxes, no score)
+    names: list[str] | None = None  # (N,) each image's file name, where the images came from files
+    region_nme: dict[str, torch.Tensor] | None = None  # region name -> (N,) NME of that region's points
 
     @property
     def count(self) -> int:
@@ -59,8 +61,22 @@ def evaluate(predictor: Predictor, images: ImageCache, keypoints: torch.Tensor, 
     norm = predictor.pp.norm_points or [0, 1]
     metrics = summarize(predictions, keypoints, sizes, norm)
     metrics["missed"] = sum(missed)
+    names = [Path(p).name for p in images.paths] if hasattr(images, "paths") else None
     return EvalResult(metrics, per_image_nme(predictions, keypoints, norm), torch.tensor(missed, dtype=torch.bool), predictions, spread,
-                      torch.tensor(face_scores, dtype=torch.float32))
+                      torch.tensor(face_scores, dtype=torch.float32), names, per_image_region_nme(predictions, keypoints, norm))
+
+
+def per_image_csv(result: EvalResult) -> str:
+    """One row per image: file, NME, missed flag, detector score, per-region NME (what --per-image writes)."""
+    import pandas as pd
+
+    columns = {"image": result.names or list(range(result.count)), "nme": result.nme.tolist(),
+               "missed": result.missed_mask.tolist()}
+    if result.face_scores is not None:
+        columns["face_score"] = result.face_scores.tolist()
+    for name, values in (result.region_nme or {}).items():
+        columns[f"nme_{name}"] = values.tolist()
+    return pd.DataFrame(columns).to_csv(index=False, float_format="%.6g")
 
 
 def evaluate_model(model: Path | None, data_dir: Path, split: str = "test", boxes: str = "detector",

@@ -7,11 +7,24 @@ import torch
 from .landmarks import IBUG68_REGIONS
 
 
-def per_image_nme(pred: torch.Tensor, gt: torch.Tensor, norm_points: list[int] | tuple[int, int]) -> torch.Tensor:
-    """Mean point-to-point error of each image (N,) divided by the distance between the two norm points."""
+def point_errors(pred: torch.Tensor, gt: torch.Tensor, norm_points: list[int] | tuple[int, int]) -> torch.Tensor:
+    """Each point's error (N, K), divided by its image's distance between the two norm points."""
     a, b = norm_points
     norm = (gt[:, a] - gt[:, b]).norm(dim=-1).clamp_min(1e-6)
-    return (pred - gt).norm(dim=-1).mean(dim=1) / norm
+    return (pred - gt).norm(dim=-1) / norm[:, None]
+
+
+def per_image_nme(pred: torch.Tensor, gt: torch.Tensor, norm_points: list[int] | tuple[int, int]) -> torch.Tensor:
+    """Mean point-to-point error of each image (N,) divided by the distance between the two norm points."""
+    return point_errors(pred, gt, norm_points).mean(dim=1)
+
+
+def per_image_region_nme(pred: torch.Tensor, gt: torch.Tensor, norm_points) -> dict[str, torch.Tensor]:
+    """Each image's NME over each iBUG-68 region's points ({} for other layouts)."""
+    if gt.shape[1] != 68:
+        return {}
+    err = point_errors(pred, gt, norm_points)
+    return {name: err[:, list(idx)].mean(dim=1) for name, idx in IBUG68_REGIONS.items()}
 
 
 def failure_rate(nme: torch.Tensor, threshold: float) -> float:
@@ -28,14 +41,20 @@ def auc(nme: torch.Tensor, limit: float = 0.10, steps: int = 1000) -> float:
     return float(torch.trapezoid(cumulative, thresholds) / limit)
 
 
-def seed_mse(pred: torch.Tensor, gt: torch.Tensor, image_sizes: torch.Tensor, frame_resize: int = 250) -> float:
-    """The original README's loss units: MSE of `(keypoint - 100) / 50` on its 224-pixel frame.
+SEED_FRAME = 250  # the original rescaled each image so that its shorter side is 250 px ...
+SEED_SCALE = 50.0  # ... and trained on (keypoint - 100) / 50 in that frame
 
-    The frame is the image rescaled so that its shorter side is `frame_resize`; the offset cancels,
-    so this is the squared error in those pixels / 50^2, for any model and framing.
-    """
-    scale = frame_resize / image_sizes.min(dim=1).values.to(pred.dtype)  # (N,)
-    diff = (pred - gt) * scale.view(-1, 1, 1) / 50.0
+
+def seed_units_per_pixel(image_min_side: float) -> float:
+    """One image pixel in the original's target units (the offset cancels in any difference)."""
+    return SEED_FRAME / image_min_side / SEED_SCALE
+
+
+def seed_mse(pred: torch.Tensor, gt: torch.Tensor, image_sizes: torch.Tensor) -> float:
+    """The original README's loss units: MSE of `(keypoint - 100) / 50` on its 224-pixel frame,
+    for any model and framing (the squared error in the 250-frame's pixels / 50^2)."""
+    scale = SEED_FRAME / image_sizes.min(dim=1).values.to(pred.dtype) / SEED_SCALE  # (N,)
+    diff = (pred - gt) * scale.view(-1, 1, 1)
     return float((diff**2).mean())
 
 
@@ -50,11 +69,9 @@ def summarize(pred: torch.Tensor, gt: torch.Tensor, image_sizes: torch.Tensor, n
         "auc_10": auc(nme, 0.10),
         "mse_seed": seed_mse(pred, gt, image_sizes),
     }
-    if gt.shape[1] == 68:
-        a, b = norm_points
-        norm = (gt[:, a] - gt[:, b]).norm(dim=-1).clamp_min(1e-6)
-        err = (pred - gt).norm(dim=-1) / norm[:, None]
-        out["regions"] = {name: float(err[:, list(idx)].mean()) for name, idx in IBUG68_REGIONS.items()}
+    regions = per_image_region_nme(pred, gt, norm_points)
+    if regions:
+        out["regions"] = {name: float(values.mean()) for name, values in regions.items()}
     return out
 
 

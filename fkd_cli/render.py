@@ -90,7 +90,9 @@ class RichTrainReporter:
     """Progress over batches and epochs, and a table row after each epoch. On a terminal the progress
     is a bar; in a log it is a plain line every few seconds."""
 
-    COLUMNS = ("epoch", "train loss", "val loss", "val NME %", "val FR@10 %", "lr", "s")
+    # "train MSE" and "{val} loss" are both in the original project's units (MSE of (keypoint - 100) / 50
+    # on its 224-pixel frame), whatever the configured loss: the two columns compare directly
+    COLUMNS = ("epoch", "train loss", "train MSE", "{val} loss", "{val} NME %", "{val} FR@10 %", "lr", "s")
 
     def __init__(self, show: bool = True):
         self.show = show
@@ -100,14 +102,17 @@ class RichTrainReporter:
         self.stages: dict[str, object] = {}
         self.plain = PlainProgress("batches")
         self.total_epochs = 0
+        self.val_name = "val"
 
     def start(self, total_epochs, batches, info):
         self.total_epochs, self.batches = total_epochs, batches
+        self.val_name = info.get("val_name", "val")
         if not self.show:
             return
+        where = " (test/ is the validation set: its figures are not held out)" if self.val_name == "test" else ""
         console.print(
             f"training on {info['device']} ({info['world']} process{'es' if info['world'] > 1 else ''}): "
-            f"{info['train']} train / {info['val']} val images -> [bold]{info['run_dir']}[/]"
+            f"{info['train']} train / {info['val']} {self.val_name} images{where} -> [bold]{info['run_dir']}[/]"
         )
         if self.live:
             self.progress.start()
@@ -154,12 +159,13 @@ class RichTrainReporter:
 
     def table(self, rows, header=True) -> Table:
         table = Table(show_header=header, box=None, pad_edge=False)
-        widths = (5, 10, 10, 9, 11, 8, 4)
+        widths = (5, 10, 9, 10, 9, 11, 8, 4)
         for name, width in zip(self.COLUMNS, widths):
-            table.add_column(name, justify="right", min_width=width)
+            table.add_column(name.format(val=self.val_name), justify="right", min_width=width)
         for r in rows:
-            table.add_row(str(r["epoch"]), f"{r['train_loss']:.5f}", f"{r['val_loss']:.5f}", f"{100 * r['val_nme']:.2f}",
-                          f"{100 * r['val_fr_10']:.1f}", f"{r['lr']:.2e}", f"{r['seconds']:.0f}")
+            table.add_row(str(r["epoch"]), f"{r['train_loss']:.5f}", f"{r.get('train_mse_seed', float('nan')):.5f}",
+                          f"{r['val_loss']:.5f}", f"{100 * r['val_nme']:.2f}", f"{100 * r['val_fr_10']:.1f}",
+                          f"{r['lr']:.2e}", f"{r['seconds']:.0f}")
         return table
 
 
@@ -186,8 +192,8 @@ def plot_losses(history: list[dict], path: Path) -> None:
 
     epochs = [r["epoch"] for r in history]
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(9, 3.5))
-    ax1.plot(epochs, [r["train_loss"] for r in history], label="train loss")
-    ax1.plot(epochs, [r["val_loss"] for r in history], label="val loss (seed MSE)")
+    ax1.plot(epochs, [r.get("train_mse_seed", float("nan")) for r in history], label="train MSE (original units)")
+    ax1.plot(epochs, [r["val_loss"] for r in history], label="val loss (original units)")
     ax1.set_yscale("log")
     ax1.set_xlabel("epoch")
     ax1.legend()

@@ -131,7 +131,10 @@ class Trainer:
             self.reporter.message(
                 f"warning: {training.duplicates} image(s) appear on more than one row of the training CSV; "
                 f"each file stays on one side of the train/val split")
-        self.train_split, self.val_split = train_val_split(training, cfg.val_fraction, cfg.seed)
+        if cfg.validation == "test":  # the original project's way: all of training/, validated on test/
+            self.train_split, self.val_split = training, read_split(self.data_dir, "test")
+        else:
+            self.train_split, self.val_split = train_val_split(training, cfg.val_fraction, cfg.seed)
         k = self.train_split.num_keypoints
         pp = Preprocess.from_dict(state["preprocess"]) if state is not None else Preprocess.from_config(cfg, k)
         if cfg.flip and pp.flip_permutation is None and k != 68:
@@ -207,16 +210,17 @@ class Trainer:
             dump_config(self.cfg, self.run_dir / "config.yaml")
         self.reporter.start(self.cfg.epochs, len(self.loader), {
             "run_dir": str(self.run_dir), "device": str(self.dev), "train": len(self.dataset),
-            "val": len(self.val_images), "world": self.dist.world, "start_epoch": self.start_epoch})
+            "val": len(self.val_images), "world": self.dist.world, "start_epoch": self.start_epoch,
+            "val_name": "test" if self.cfg.validation == "test" else "val"})
         with StopRequest() as stop:
             for epoch in range(self.start_epoch, self.cfg.epochs):
                 started = time.perf_counter()
-                train_loss, batches_done = self.train_epoch(epoch, stop)
+                train_loss, train_seed, batches_done = self.train_epoch(epoch, stop)
                 if stop.requested:
                     self.save_interrupted(epoch, batches_done)
                     return True
                 self.check_finite(epoch)
-                row = self.validate(epoch, train_loss, started)
+                row = self.validate(epoch, train_loss, train_seed, started)
                 self.save_epoch(epoch, row)
         return False
 
@@ -226,44 +230,50 @@ class Trainer:
         torch.manual_seed(cfg.seed * 1000 + epoch)  # the same epoch sees the same augmentation after --resume
         self.sampler.set_epoch(epoch)
         self.net.train()
-        total, count = 0.0, 0
+        total, total_seed, count = 0.0, 0.0, 0
         done = self.sampler.skip // self.per_rank_batch  # batches of this epoch already trained on
-        for index, (x, target) in enumerate(self.loader, start=done):
+        for index, (x, target, unit) in enumerate(self.loader, start=done):
             done = index + 1
-            loss = self.train_step(x, target)
+            loss, seed_mse = self.train_step(x, target, unit)
             if not math.isfinite(loss):
                 raise self.diverged(f"loss is {loss} at epoch {epoch + 1}, batch {index + 1}")
             total += loss * len(x)
+            total_seed += seed_mse * len(x)
             count += len(x)
             self.reporter.batch(epoch, index, loss)
             if stop.should_stop(self.dist, self.dev):
                 break
-        return total / max(1, count), done
+        return total / max(1, count), total_seed / max(1, count), done
 
-    def train_step(self, x: torch.Tensor, target: torch.Tensor) -> float:
-        """One optimisation step on one batch; returns its loss (not stepped when it is not finite)."""
+    def train_step(self, x: torch.Tensor, target: torch.Tensor, unit: torch.Tensor | None = None) -> tuple[float, float]:
+        """One optimisation step on one batch (not stepped when the loss is not finite); returns its
+        loss and, given each sample's `unit`, its MSE in the original project's units (else NaN)."""
         cfg, dev = self.cfg, self.dev
         x, target = x.to(dev, non_blocking=True), target.to(dev, non_blocking=True)
         if self.cuda_tricks and cfg.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
         with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=self.cuda_tricks and cfg.bf16):
-            loss = self.loss_fn(self.net(x).float(), target)
+            out = self.net(x).float()
+            loss = self.loss_fn(out, target)
+        seed_mse = float("nan")
+        if unit is not None:  # the error in the original's units, for the same numbers it printed
+            seed_mse = float(((out.detach() - target) * unit.to(dev)[:, None]).pow(2).mean())
         if not torch.isfinite(loss):
-            return loss.item()
+            return loss.item(), seed_mse
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         if cfg.grad_clip > 0:
             nn.utils.clip_grad_norm_(self.model.parameters(), cfg.grad_clip)
         self.optimizer.step()
         self.scheduler.step()
-        return loss.item()
+        return loss.item(), seed_mse
 
     def check_finite(self, epoch: int) -> None:
         """A loss can stay finite while the weights blow up: catch that before validation uses them."""
         if not all(bool(torch.isfinite(p).all()) for p in self.model.parameters()):
             raise self.diverged(f"the weights are no longer finite after epoch {epoch + 1}")
 
-    def validate(self, epoch: int, train_loss: float, started: float) -> dict:
+    def validate(self, epoch: int, train_loss: float, train_seed: float, started: float) -> dict:
         self.model.eval()
         val = evaluate(self.predictor, self.val_images, self.val_split.keypoints, boxes="gt") if len(self.val_images) else None
         if val is not None and not math.isfinite(val.metrics["nme"]):
@@ -275,6 +285,7 @@ class Trainer:
         return {
             "epoch": epoch + 1,
             "train_loss": train_loss,
+            "train_mse_seed": train_seed,
             "val_loss": val.metrics["mse_seed"] if val else float("nan"),
             "val_nme": val.metrics["nme"] if val else float("nan"),
             "val_fr_10": val.metrics["fr_10"] if val else float("nan"),

@@ -103,7 +103,7 @@ def test_training_flip_swaps_indices(tmp_path):
     torch.manual_seed(0)
     flipped_seen = plain_seen = False
     for _ in range(20):
-        _, target = ds[0]
+        _, target, _ = ds[0]
         t = target.view(68, 2)
         # index 36 (image-left outer eye corner of the drawn face) must stay left of 45 either way
         assert t[36, 0] < t[45, 0]
@@ -129,3 +129,28 @@ def test_decode_handles_every_mode(tmp_path):
     sixteen.save(tmp_path / "x16.png")
     out = decode_image(tmp_path / "x16.png")
     assert out.float().std() > 10  # scaled into 8 bits, not clipped to white
+
+
+@pytest.mark.parametrize("config", ["fkd-best", "final.yaml"])
+def test_training_samples_carry_the_original_units(tmp_path, config):
+    """Each sample's `unit` turns a target difference into the original project's units, exactly as
+    `seed_mse` measures it on image pixels, for face crops and whole frames alike."""
+    from .helpers import make_dataset
+    from fkd_cli.data import read_split
+    from fkd_cli.framing import crop_points_to_image, outputs_to_crop_points
+    from fkd_cli.metrics import seed_mse
+
+    root = make_dataset(tmp_path, n_train=2, n_test=1)
+    split = read_split(root, "training")
+    cfg = resolve_config(config, {"rotation": 0, "scale_jitter": 0, "shift_jitter": 0, "flip": False, "detector": "none"})
+    pp = Preprocess.from_config(cfg, 68)
+    ds = KeypointDataset(ImageCache(split.paths), split.keypoints, pp, cfg, train=False)
+    _, target, unit = ds[0]
+    image = ds.images[0]
+    height, width = image.shape[-2:]
+    box = torch.tensor([pp.framer.truth_box(width, height, split.keypoints[0])])
+    to_image = lambda t: crop_points_to_image(outputs_to_crop_points(t[None], pp), box, pp.input_size)
+    shifted = target + 0.1
+    sizes = torch.tensor([[width, height]])
+    expected = seed_mse(to_image(shifted), to_image(target), sizes)
+    assert float((0.1 * unit) ** 2) == pytest.approx(expected, rel=1e-4)

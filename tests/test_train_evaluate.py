@@ -33,6 +33,21 @@ def test_checkpoint_is_self_describing_and_safe(tiny_run):
     assert data["config"]["epochs"] == 2 and "nme" in data["metrics"] and data["fkd_version"]
 
 
+def test_original_run_validates_on_test_and_reports_train_loss_in_its_units(dataset, tmp_path):
+    """`validation: test` trains on all of training/ and names test/ in the output; for the original's
+    own configuration (MSE of (k - 100) / 50 on its 224 frame) the train MSE column is the loss itself."""
+    run = tmp_path / "orig"
+    result = invoke("train", "--config", "final.yaml", "--data-dir", dataset, "--out", run,
+                    *sets(["epochs=1", "validation=test", "batch_size=8"]))
+    assert result.exit_code == 0, result.output
+    assert "24 train / 8 test images" in result.output and "test loss" in result.output
+    data = torch.load(run / "model.pth", weights_only=True)["data"]
+    assert data["train_images"] == 24 and data["val_images"] == 8
+    row = pd.read_csv(run / "metrics.csv").iloc[0]
+    # equal up to the integer rounding of the crop side (a 100-px side -> a 89.6 -> 90 px crop)
+    assert row["train_mse_seed"] == pytest.approx(row["train_loss"], rel=0.02)
+
+
 def test_fixed_seed_repeats_on_cpu(dataset, tmp_path):
     outs = []
     for name in ("a", "b"):
@@ -61,6 +76,26 @@ def test_evaluate_reports_every_metric(tiny_run, dataset, tmp_path):
     assert report["images"] == 8 and set(report["regions"]) == {"jaw", "brows", "nose", "eyes", "mouth"}
     assert plot.stat().st_size > 1000
     assert "nme" in result.output
+
+
+def test_evaluate_per_image_csv_matches_the_summary(tiny_run, dataset, tmp_path):
+    out, rows = tmp_path / "eval.json", tmp_path / "per-image.csv"
+    result = invoke("evaluate", "--model", tiny_run / "model.pth", "--data-dir", dataset, "--json", out,
+                    "--per-image", rows, "--quiet")
+    assert result.exit_code == 0, result.output
+    report, table = json.loads(out.read_text()), pd.read_csv(rows)
+    assert len(table) == report["images"] == 8
+    assert set(table["image"]) == {p.name for p in (dataset / "test").iterdir()}
+    assert table["nme"].mean() == pytest.approx(report["nme"], rel=1e-4)
+    assert int(table["missed"].sum()) == report["missed"]
+    for region, value in report["regions"].items():
+        assert table[f"nme_{region}"].mean() == pytest.approx(value, rel=1e-4)
+    # to standard output, cleanly: the table goes to stderr
+    piped = invoke("evaluate", "--model", tiny_run / "model.pth", "--data-dir", dataset, "--per-image", "-", "--quiet")
+    assert piped.exit_code == 0 and piped.stdout.startswith("image,nme,missed")
+    # an unwritable target is refused before any work
+    assert "--per-image" in one_line_error(invoke("evaluate", "--model", tiny_run / "model.pth", "--data-dir", dataset,
+                                                   "--per-image", tmp_path / "no" / "such" / "x.csv"))
 
 
 def test_evaluate_gt_boxes_and_val_split(tiny_run, dataset, tmp_path):
