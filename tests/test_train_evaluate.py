@@ -40,7 +40,7 @@ def test_original_run_validates_on_test_and_reports_train_loss_in_its_units(data
     result = invoke("train", "--config", "final.yaml", "--data-dir", dataset, "--out", run,
                     *sets(["epochs=1", "validation=test", "batch_size=8"]))
     assert result.exit_code == 0, result.output
-    assert "24 train / 8 test images" in result.output and "test loss" in result.output
+    assert "24 train / 8 test images" in result.output and "test MSE" in result.output
     data = torch.load(run / "model.pth", weights_only=True)["data"]
     assert data["train_images"] == 24 and data["val_images"] == 8
     row = pd.read_csv(run / "metrics.csv").iloc[0]
