@@ -11,8 +11,8 @@ import pandas as pd
 import torch
 from PIL import Image, ImageOps
 from torch.utils.data import Dataset
-from torchvision.transforms import v2
-from torchvision.transforms.v2 import functional as F
+from .tv import v2
+from .tv import F
 
 from .config import Config
 from .errors import FkdError

@@ -114,13 +114,13 @@ class MTCNNDetector:
     first (the P-Net pyramid grows with the image); small frames are not enlarged (`min_side` 0):
     the pyramid starts from the smallest face looked for, so enlarging first only cost time (2x on
     the dev frames, every face still found). Faces smaller than `min_face_fraction` of the longest
-    side (32 px in a 640x480 photo) are not looked for: the pyramid levels for tiny faces are most of
-    its cost, and a face that small gives a landmark model little to work with.
+    side (and than 20 px) are not looked for. (Raising it to 5% made 960x720 photos 1.6x faster but
+    lost a 70-px face in a 2400-px group photo: faces that small are what group photos hold.)
     """
 
     name = "mtcnn"
 
-    def __init__(self, min_side: int = 0, max_side: int = 1280, min_face_fraction: float = 0.05):
+    def __init__(self, min_side: int = 0, max_side: int = 1280, min_face_fraction: float = 0.025):
         from .mtcnn import MTCNN
 
         self._mtcnn = MTCNN()

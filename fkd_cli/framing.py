@@ -14,8 +14,8 @@ import math
 from dataclasses import asdict, dataclass, field
 
 import torch
-from torchvision import tv_tensors
-from torchvision.transforms.v2 import functional as F
+from .tv import tv_tensors
+from .tv import F
 
 from .config import Config
 from .landmarks import IBUG68_FLIP, IBUG68_NORM_POINTS, default_regions, validate_permutation

@@ -15,7 +15,7 @@ from importlib import resources
 import torch
 from torch import nn
 from torch.nn import functional as F
-from torchvision.ops import batched_nms, roi_align
+from .tv import batched_nms, roi_align
 
 from .errors import FkdError
 
