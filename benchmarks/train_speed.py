@@ -51,7 +51,8 @@ def measure(config: str, data_dir: str, steps: int, threads: int) -> dict:
         done += len(x)
     seconds = time.perf_counter() - started
     rate = done / seconds
-    epoch_images = len(split.paths)
+    # an epoch is the training split, or all of training/ when test/ is the validation set
+    epoch_images = len(load_split(data_dir, "training").paths) if cfg.validation == "test" else len(split.paths)
     detect_min = 0.0
     if pp.framer.uses_detector and cfg.detector != "none":
         from fkd_cli.detect import build_detector
@@ -63,7 +64,7 @@ def measure(config: str, data_dir: str, steps: int, threads: int) -> dict:
             detector.detect(image)
         detect_min = (time.perf_counter() - start) / len(sample) * epoch_images / 60
     return {
-        "config": config, "model": cfg.model, "input": cfg.input_size, "batch": cfg.batch_size, "epochs": cfg.epochs,
+        "config": config, "epoch_images": epoch_images, "model": cfg.model, "input": cfg.input_size, "batch": cfg.batch_size, "epochs": cfg.epochs,
         "images_per_s": rate, "epoch_s": epoch_images / rate, "run_min": cfg.epochs * epoch_images / rate / 60,
         "detect_min": detect_min, "total_min": cfg.epochs * epoch_images / rate / 60 + detect_min,
         "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
@@ -90,11 +91,11 @@ def main() -> None:
         if out.returncode:
             sys.exit(f"{config}: {out.stderr.strip().splitlines()[-1]}")
         rows.append(json.loads(out.stdout.strip().splitlines()[-1]))
-    header = f"{'config':<10} {'model':<11} {'input':>5} {'batch':>5} {'params':>7} {'img/s':>7} {'epoch s':>8} {'run min':>8} {'detect min':>10} {'total min':>9} {'peak RSS MB':>12}"
+    header = f"{'config':<10} {'model':<11} {'input':>5} {'batch':>5} {'params':>7} {'img/s':>7} {'epoch s':>8} {'images':>6} {'run min':>8} {'detect min':>10} {'total min':>9} {'peak RSS MB':>12}"
     print(header)
     for r in rows:
         print(f"{r['config']:<10} {r['model']:<11} {r['input']:>5} {r['batch']:>5} {r['params_m']:>6.2f}M {r['images_per_s']:>7.1f} "
-              f"{r['epoch_s']:>8.1f} {r['run_min']:>8.1f} {r['detect_min']:>10.1f} {r['total_min']:>9.1f} {r['peak_rss_mb']:>12.0f}")
+              f"{r['epoch_s']:>8.1f} {r['epoch_images']:>6} {r['run_min']:>8.1f} {r['detect_min']:>10.1f} {r['total_min']:>9.1f} {r['peak_rss_mb']:>12.0f}")
     base = rows[0]
     for r in rows[1:]:
         print(f"speed ratio {r['config']} / {base['config']}: {r['images_per_s'] / base['images_per_s']:.2f}x")

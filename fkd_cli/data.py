@@ -7,7 +7,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 import torch
 from PIL import Image, ImageOps
 from torch.utils.data import Dataset
@@ -132,6 +131,8 @@ HINT = "run `fkd download-data` (or pass --data-dir to a folder in the official 
 
 def read_csv(csv_path: Path) -> tuple[list[str], torch.Tensor]:
     """File names and keypoints from a `file,x0,y0,...` CSV; errors name the file and row."""
+    import pandas as pd  # here, not at the top: predicting never reads a CSV, and pandas takes 0.3-1 s to import
+
     try:
         frame = pd.read_csv(csv_path)
     except FileNotFoundError:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import errno
 import os
+import stat
 import tempfile
 from pathlib import Path
 from typing import Callable
@@ -24,9 +25,26 @@ def _os_error(exc: OSError, what: Path) -> FkdError:
     return FkdError(f"{what}: not writable ({exc.strerror or exc})")
 
 
+def is_stream(path: Path) -> bool:
+    """A device, pipe or socket (`/dev/null`, `/dev/stdout`, a shell's `>(jq .)`): written to as it is,
+    never replaced by a file (a rename over /dev/null by root would turn the device into a file)."""
+    try:
+        mode = os.stat(path).st_mode
+    except OSError:
+        return False
+    return not stat.S_ISREG(mode) and not stat.S_ISDIR(mode)
+
+
 def atomic_write(path: Path, write: Callable[[str], None]) -> None:
-    """Write through a temporary file in the same folder, then rename: a kill never leaves half a file."""
+    """Write through a temporary file in the same folder, then rename: a kill never leaves half a file.
+
+    A stream is written directly; a symbolic link is followed (its target is written, the link kept)."""
     path = Path(path)
+    if is_stream(path):
+        write(str(path))
+        return
+    if path.is_symlink():
+        path = path.resolve()
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
     os.chmod(tmp, 0o666 & ~_umask())  # mkstemp's 0600 would make results private by accident
@@ -57,6 +75,12 @@ def check_output_file(path: Path, option: str) -> Path:
     path = Path(path)
     if path.is_dir():
         raise FkdError(f"{option} {path}: is a folder; give a file name")
+    if is_stream(path):
+        if not os.access(path, os.W_OK):
+            raise FkdError(f"{option} {path}: not writable")
+        return path
+    if path.is_symlink():
+        path = path.resolve()
     if not path.parent.is_dir():
         what = "is not a folder" if path.parent.exists() else "does not exist"
         raise FkdError(f"{option} {path}: folder {path.parent} {what}")

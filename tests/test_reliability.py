@@ -43,6 +43,31 @@ def test_predict_output_that_is_a_folder_or_has_no_folder(tiny_run, photos, tmp_
     assert "is not a folder" in text and a_file.read_text() == "x"
 
 
+def test_outputs_to_a_pipe_or_through_a_link_are_written_in_place(tiny_run, photos, tmp_path):
+    """A pipe (like /dev/null, /dev/stdout or a shell's >(jq .)) is written to, never replaced by a
+    file (as root, a rename over /dev/null turned the device into a file); a symbolic link is followed
+    and kept."""
+    import os
+    import stat
+
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo)
+    received = []
+    reader = threading.Thread(target=lambda: received.append(fifo.read_text()))
+    reader.start()
+    target = tmp_path / "results" / "faces.csv"
+    target.parent.mkdir()
+    target.write_text("old")
+    link = tmp_path / "faces-link.csv"
+    link.symlink_to(target)
+    result = invoke("predict", photos, "--model", tiny_run / "model.pth", "--no-draw", "--json", fifo, "--csv", link)
+    reader.join(timeout=60)
+    assert result.exit_code == 0, result.output
+    assert stat.S_ISFIFO(os.stat(fifo).st_mode) and len(json.loads(received[0])["images"]) == 3
+    assert link.is_symlink() and target.read_text().startswith("path,face,")
+    assert sorted(p.name for p in target.parent.iterdir()) == ["faces.csv"]  # no temporary file left
+
+
 def test_evaluate_outputs_checked_before_the_work(tiny_run, dataset, tmp_path):
     (tmp_path / "taken").mkdir()
     for option in ("--json", "--plot"):
