@@ -25,9 +25,7 @@ class Config:
     seed: int = 0  # seeds data order, augmentation and weights: a CPU run is repeatable
     # --- data ---
     val_fraction: float = 0.1  # share of training/ held out for validation (by image, seeded)
-    # what each epoch is validated on: split = val_fraction of training/ (the rest is trained on);
-    # test = test/, training on all of training/ (the original project's way: test/ is then no longer held out)
-    validation: str = "split"
+    validation: str = "split"  # split: val_fraction of training/; test: test/, training on all of training/ (the original's way; test/ is then not held out)
     keypoints: int | None = None  # keypoint count; None = read from the CSV
     flip_permutation: list[int] | None = None  # left/right index swap; None = iBUG-68 when K == 68
     norm_points: list[int] | None = None  # the two points whose distance normalises NME; None = [36, 45] for 68
