@@ -17,9 +17,9 @@ from pathlib import Path
 
 SETTINGS = {
     "previous (enlarge to 400, faces from 2.5%)": dict(min_side=400, min_face_fraction=0.025),
-    "no enlargement, faces from 2.5%": dict(min_side=0, min_face_fraction=0.025),
+    "current default (no enlargement, faces from 2.5%)": dict(min_side=0, min_face_fraction=0.025),
     "enlarge to 400, faces from 5%": dict(min_side=400, min_face_fraction=0.05),
-    "current default (no enlargement, faces from 5%)": dict(min_side=0, min_face_fraction=0.05),
+    "no enlargement, faces from 5%": dict(min_side=0, min_face_fraction=0.05),
 }
 
 
