@@ -15,6 +15,7 @@ Pass a run's `last.pth` with `--checkpoint` to time that state as it is instead.
 from __future__ import annotations
 
 import argparse
+import copy
 import time
 from pathlib import Path
 
@@ -72,10 +73,7 @@ def main() -> None:
             for t in list(model.parameters()) + buffers:
                 mask = torch.rand_like(t) < args.share
                 t[mask] = torch.sign(t[mask]) * 1e-40  # a subnormal float32
-    snapshot = ({k: v.clone() for k, v in model.state_dict().items()}, optimizer.state_dict())
-    import copy
-
-    snapshot = (snapshot[0], copy.deepcopy(snapshot[1]))
+    snapshot = ({k: v.clone() for k, v in model.state_dict().items()}, copy.deepcopy(optimizer.state_dict()))
     weights = list(model.parameters())
     moments = [v for s in optimizer.state.values() for v in s.values() if torch.is_tensor(v) and v.dim()]
     print(f"{cfg.name}: subnormal share: weights {100 * subnormal_share(weights):.0f}%, "

@@ -70,7 +70,7 @@ def main() -> None:
     from fkd_cli.evaluate import evaluate_model
 
     report, result = evaluate_model(args.model, args.data_dir, args.split)
-    cfg_split = load_split(args.data_dir, args.split)
+    split = load_split(args.data_dir, args.split)
     order = result.nme.argsort(descending=True)[:WORST].tolist()
     print(f"{report['model']} on {args.data_dir}/{args.split}: NME {100 * report['nme']:.2f}% over {result.count} images")
     print("| rank | image | NME % | missed | " + " | ".join(f"{r} %" for r in (result.region_nme or {})) + " |")
@@ -78,11 +78,11 @@ def main() -> None:
     for rank, i in enumerate(order, 1):
         regions = " | ".join(f"{100 * float(v[i]):.1f}" for v in (result.region_nme or {}).values())
         print(f"| {rank} | {result.names[i]} | {100 * float(result.nme[i]):.2f} | {'yes' if result.missed_mask[i] else 'no'} | {regions} |")
-    images = ImageCache(cfg_split.paths)
-    draw(result, cfg_split.keypoints, images, order, args.out, pixels=False)
+    images = ImageCache(split.paths)
+    draw(result, split.keypoints, images, order, args.out, pixels=False)
     print(f"wrote {args.out}")
     if args.pixels:
-        draw(result, cfg_split.keypoints, images, order, args.pixels, pixels=True)
+        draw(result, split.keypoints, images, order, args.pixels, pixels=True)
         print(f"wrote {args.pixels}")
 
 

@@ -26,8 +26,7 @@ def save_checkpoint(path: Path, payload: dict) -> None:
 def load_checkpoint(path: Path | str, map_location: str = "cpu") -> dict:
     """Load one of our checkpoints; anything else is refused without running any of its code."""
     path = Path(path)
-    if not path.is_file():
-        check_model_path(path)
+    check_model_path(path)
     if path.stat().st_size == 0:
         raise FkdError(f"{path}: is empty (0 bytes): an interrupted copy or download? Use another checkpoint")
     try:

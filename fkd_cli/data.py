@@ -10,13 +10,12 @@ import numpy as np
 import torch
 from PIL import Image, ImageOps
 from torch.utils.data import Dataset
-from .tv import v2
-from .tv import F
 
 from .config import Config
 from .errors import FkdError
 from .framing import Preprocess, crop, crop_points_to_targets, to_input
 from .metrics import seed_units_per_pixel
+from .tv import F, v2
 
 SPLIT_FILES = {"training": "training_frames_keypoints.csv", "test": "test_frames_keypoints.csv"}
 MAX_IMAGE_PIXELS = 100_000_000  # a larger image is treated as a decompression bomb

@@ -14,11 +14,10 @@ import math
 from dataclasses import asdict, dataclass, field
 
 import torch
-from .tv import tv_tensors
-from .tv import F
 
 from .config import Config
 from .landmarks import IBUG68_FLIP, IBUG68_NORM_POINTS, default_regions, validate_permutation
+from .tv import F, tv_tensors
 
 
 @dataclass

@@ -45,15 +45,16 @@ SEED_FRAME = 250  # the original rescaled each image so that its shorter side is
 SEED_SCALE = 50.0  # ... and trained on (keypoint - 100) / 50 in that frame
 
 
-def seed_units_per_pixel(image_min_side: float) -> float:
-    """One image pixel in the original's target units (the offset cancels in any difference)."""
+def seed_units_per_pixel(image_min_side):
+    """One image pixel in the original's target units (the offset cancels in any difference), for an
+    image whose shorter side is `image_min_side` (a number, or a tensor of them)."""
     return SEED_FRAME / image_min_side / SEED_SCALE
 
 
 def seed_mse(pred: torch.Tensor, gt: torch.Tensor, image_sizes: torch.Tensor) -> float:
     """The original README's loss units: MSE of `(keypoint - 100) / 50` on its 224-pixel frame,
     for any model and framing (the squared error in the 250-frame's pixels / 50^2)."""
-    scale = SEED_FRAME / image_sizes.min(dim=1).values.to(pred.dtype) / SEED_SCALE  # (N,)
+    scale = seed_units_per_pixel(image_sizes.min(dim=1).values.to(pred.dtype))  # (N,)
     diff = (pred - gt) * scale.view(-1, 1, 1)
     return float((diff**2).mean())
 
