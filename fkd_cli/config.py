@@ -68,6 +68,8 @@ class Config:
     weight_decay: float = 1e-4
     schedule: str = "onecycle"  # constant | cosine | onecycle
     loss: str = "l1"  # mse | l1 | smooth_l1 | wing
+    teachers: list[str] = field(default_factory=list)  # knowledge distillation: checkpoints whose mean prediction is learnt as well as the labels ([] = off)
+    distill_weight: float = 0.5  # with teachers: the share of the loss on the teachers' prediction (the rest on the labels)
     grad_clip: float = 0.0  # max gradient norm; 0 = off
     # --- system ---
     num_workers: int = 0  # DataLoader worker processes
@@ -193,6 +195,7 @@ RANGES: dict[str, tuple[float | None, float | None, bool, bool]] = {
     "lr": (0, None, False, True),
     "weight_decay": (0, None, True, True),
     "grad_clip": (0, None, True, True),
+    "distill_weight": (0, 1, True, True),
     "num_workers": (0, 256, True, True),
     "threads": (0, 1024, True, True),
 }

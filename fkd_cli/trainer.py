@@ -18,6 +18,7 @@ from .confidence import fit_confidence
 from .checkpoint import load_checkpoint, save_checkpoint
 from .config import Config, check_keypoint_indices, config_from_dict, config_to_dict, dump_config
 from .data import ImageCache, KeypointDataset, read_split, train_val_split
+from .distill import Teacher
 from .distributed import ResumableSampler, StopRequest, barrier, broadcast_object, init_distributed
 from .errors import FkdError
 from .evaluate import evaluate
@@ -139,6 +140,8 @@ class Trainer:
         pp = Preprocess.from_dict(state["preprocess"]) if state is not None else Preprocess.from_config(cfg, k)
         if cfg.flip and pp.flip_permutation is None and k != 68:
             raise FkdError(f"config: flip is on but no 'flip_permutation' is given for {k} keypoints; set one or flip: false")
+        # teachers are checked before minutes of decoding and detection, not after
+        self.teacher = Teacher(cfg.teachers, pp, self.dev) if cfg.teachers else None
         torch.manual_seed(cfg.seed)
         train_images = ImageCache(self.train_split.paths).load_all()
         self.val_images = ImageCache(self.val_split.paths).load_all()
@@ -250,11 +253,14 @@ class Trainer:
         loss and, given each sample's `unit`, its MSE in the original project's units (else NaN)."""
         cfg, dev = self.cfg, self.dev
         x, target = x.to(dev, non_blocking=True), target.to(dev, non_blocking=True)
+        taught = self.teacher(x).to(dev) if self.teacher is not None else None
         if self.cuda_tricks and cfg.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
         with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=self.cuda_tricks and cfg.bf16):
             out = self.net(x).float()
             loss = self.loss_fn(out, target)
+            if taught is not None:
+                loss = (1 - cfg.distill_weight) * loss + cfg.distill_weight * self.loss_fn(out, taught)
         seed_mse = float("nan")
         if unit is not None:  # the error in the original's units, for the same numbers it printed
             seed_mse = float(((out.detach() - target) * unit.to(dev)[:, None]).pow(2).mean())

@@ -223,3 +223,48 @@ def test_training_with_a_detector_stores_its_rule(dataset, tmp_path, detector):
     assert result.exit_code == 0, result.output
     rule = torch.load(run / "model.pth", weights_only=True)["preprocess"]["rule"]
     assert rule["detector"] == detector and isinstance(rule["samples"], int) and rule["scale"] > 0
+
+
+def test_teachers_predict_their_mean_in_target_units(tiny_run, tmp_path):
+    """Distillation's teacher is the mean of its checkpoints' raw outputs: a copy whose last layer is
+    shifted by 0.2 target units moves the mean of the pair by exactly 0.1."""
+    from fkd_cli.checkpoint import build_from_checkpoint, save_checkpoint
+    from fkd_cli.distill import Teacher
+    from fkd_cli.framing import Preprocess
+
+    data = load_checkpoint(tiny_run / "model.pth")
+    shifted = {k: v for k, v in data.items() if k not in ("format", "format_version", "fkd_version")}
+    last_bias = [k for k in data["state_dict"] if k.endswith("bias")][-1]
+    shifted["state_dict"] = {**data["state_dict"], last_bias: data["state_dict"][last_bias] + 0.2}
+    save_checkpoint(tmp_path / "shifted.pth", shifted)
+    pp = Preprocess.from_dict(data["preprocess"])
+    inputs = torch.randn(3, pp.channels, pp.input_size, pp.input_size)
+    with torch.no_grad():
+        own = build_from_checkpoint(data)(inputs)
+    pair = Teacher([str(tiny_run / "model.pth"), str(tmp_path / "shifted.pth")], pp, torch.device("cpu"))
+    assert len(pair) == 2
+    torch.testing.assert_close(pair(inputs), own + 0.1, atol=1e-4, rtol=0)
+
+
+def test_distillation_run_and_a_mismatched_teacher(tiny_run, dataset, tmp_path):
+    teacher = tiny_run / "model.pth"
+    run = tmp_path / "student"
+    result = invoke("train", "--config", "fkd-best", "--data-dir", dataset, "--out", run, "--quiet",
+                    *sets(TINY + ["epochs=1", f"teachers=['{teacher}']", "distill_weight=0.7"]))
+    assert result.exit_code == 0, result.output
+    cfg = load_checkpoint(run / "model.pth")["config"]
+    assert cfg["teachers"] == [str(teacher)] and cfg["distill_weight"] == 0.7
+    # the teacher changes what is learnt: the same seeded run without it ends with other weights
+    plain = tmp_path / "plain"
+    assert invoke("train", "--config", "fkd-best", "--data-dir", dataset, "--out", plain, "--quiet",
+                  *sets(TINY + ["epochs=1"])).exit_code == 0
+    taught, alone = (torch.load(r / "model.pth", weights_only=True)["state_dict"] for r in (run, plain))
+    assert not all(torch.equal(taught[k], alone[k]) for k in taught)
+    # a teacher trained on other crops would teach nonsense: refused before any image is decoded
+    text = one_line_error(invoke("train", "--config", "fkd-best", "--data-dir", dataset, "--out", tmp_path / "bad",
+                                 *sets(TINY + ["input_size=40", f"teachers=['{teacher}']"])))
+    assert "teachers" in text and "input_size" in text and str(teacher) in text
+    assert not (tmp_path / "bad").exists()
+    missing = one_line_error(invoke("train", "--config", "fkd-best", "--data-dir", dataset, "--out", tmp_path / "gone",
+                                    *sets(TINY + [f"teachers=['{tmp_path / 'none.pth'}']"])))
+    assert "none.pth" in missing
