@@ -268,3 +268,28 @@ def test_distillation_run_and_a_mismatched_teacher(tiny_run, dataset, tmp_path):
     missing = one_line_error(invoke("train", "--config", "fkd-best", "--data-dir", dataset, "--out", tmp_path / "gone",
                                     *sets(TINY + [f"teachers=['{tmp_path / 'none.pth'}']"])))
     assert "none.pth" in missing
+
+
+def test_all_data_model_takes_its_twins_score_calibration(tiny_run, dataset, tmp_path):
+    """A model trained on all of training/ has no held-out face to measure its score scales on: the
+    tool refuses to guess and copies them from a twin trained with a held-out split when asked."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    tool = Path(__file__).resolve().parents[1] / "tools" / "calibrate_scores.py"
+    run = tmp_path / "all"
+    assert invoke("train", "--config", "fkd-best", "--data-dir", dataset, "--out", run, "--quiet",
+                  *sets(TINY + ["epochs=1", "val_fraction=0"])).exit_code == 0
+    model = run / "model.pth"
+    before = load_checkpoint(model)
+    assert before["preprocess"]["confidence"] is None
+    refused = subprocess.run([sys.executable, str(tool), str(model), "--data-dir", str(dataset)], capture_output=True, text=True)
+    assert refused.returncode != 0 and "--scales-from" in refused.stderr and "Traceback" not in refused.stderr
+    copied = subprocess.run([sys.executable, str(tool), str(model), "--scales-from", str(tiny_run / "model.pth")],
+                            capture_output=True, text=True)
+    assert copied.returncode == 0, copied.stderr
+    twin = load_checkpoint(tiny_run / "model.pth")
+    after = load_checkpoint(model)
+    assert after["preprocess"]["confidence"] == twin["preprocess"]["confidence"] is not None
+    assert all(torch.equal(after["state_dict"][k], v) for k, v in before["state_dict"].items())  # weights untouched
