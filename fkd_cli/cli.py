@@ -238,8 +238,11 @@ def train(
     finally:
         reporter.close()
     if reporter.show and result.history:
-        best = result.best
-        console.print(f"best val NME {100 * best['nme']:.2f}% at epoch {best['epoch']}: [bold]{result.run_dir / 'model.pth'}[/]")
+        best, model = result.best, result.run_dir / "model.pth"
+        if "nme" in best and best["nme"] >= 0:
+            console.print(f"best val NME {100 * best['nme']:.2f}% at epoch {best['epoch']}: [bold]{model}[/]")
+        else:  # no validation split: the last epoch is the model
+            console.print(f"no validation: model.pth is epoch {best['epoch']}: [bold]{model}[/]")
     if result.stopped_early:
         raise typer.Exit(130)
 

@@ -3,6 +3,7 @@ the top: the CLI prints its errors through this module before any model is loade
 
 from __future__ import annotations
 
+import math
 import sys
 import time
 from pathlib import Path
@@ -111,6 +112,8 @@ class RichTrainReporter:
         if not self.show:
             return
         where = " (test/ is the validation set: its figures are not held out)" if self.val_name == "test" else ""
+        if not info["val"]:
+            where = " (no validation: model.pth is the last epoch)"
         console.print(
             f"training on {info['device']} ({info['world']} process{'es' if info['world'] > 1 else ''}): "
             f"{info['train']} train / {info['val']} {self.val_name} images{where} -> [bold]{info['run_dir']}[/]"
@@ -164,10 +167,15 @@ class RichTrainReporter:
         for name, width in zip(self.COLUMNS, widths):
             table.add_column(name.format(val=self.val_name), justify="right", min_width=width)
         for r in rows:
-            table.add_row(str(r["epoch"]), f"{r['train_loss']:.5f}", f"{r.get('train_mse_seed', float('nan')):.5f}",
-                          f"{r['val_loss']:.5f}", f"{100 * r['val_nme']:.2f}", f"{100 * r['val_fr_10']:.1f}",
+            table.add_row(str(r["epoch"]), _cell(r["train_loss"], ".5f"), _cell(r.get("train_mse_seed", math.nan), ".5f"),
+                          _cell(r["val_loss"], ".5f"), _cell(100 * r["val_nme"], ".2f"), _cell(100 * r["val_fr_10"], ".1f"),
                           f"{r['lr']:.2e}", f"{r['seconds']:.0f}")
         return table
+
+
+def _cell(value: float, spec: str) -> str:
+    """A number for the epoch table; "-" where there is none (no validation split: val_fraction=0)."""
+    return "-" if math.isnan(value) else format(value, spec)
 
 
 def metrics_table(result: dict, title: str) -> Table:

@@ -327,10 +327,11 @@ class Trainer:
         self.reporter.epoch(row)
         if not self.dist.main:
             return
-        score = row["val_nme"] if metrics else -row["epoch"]
+        score = row["val_nme"] if metrics else -row["epoch"]  # no validation split: the latest epoch is best
         if score < self.best["nme"]:
             self.best = {"nme": score, "epoch": epoch + 1, **metrics}
-            save_checkpoint(self.run_dir / "model.pth", self.payload(epoch + 1, self.best, False))
+            save_checkpoint(self.run_dir / "model.pth",
+                            self.payload(epoch + 1, self.best if metrics else {"epoch": epoch + 1}, False))
         save_checkpoint(self.run_dir / "last.pth", self.payload(epoch + 1, self.best, True))
         write_history(self.run_dir, self.history)
 

@@ -279,10 +279,15 @@ def test_all_data_model_takes_its_twins_score_calibration(tiny_run, dataset, tmp
 
     tool = Path(__file__).resolve().parents[1] / "tools" / "calibrate_scores.py"
     run = tmp_path / "all"
-    assert invoke("train", "--config", "fkd-best", "--data-dir", dataset, "--out", run, "--quiet",
-                  *sets(TINY + ["epochs=1", "val_fraction=0"])).exit_code == 0
+    trained = invoke("train", "--config", "fkd-best", "--data-dir", dataset, "--out", run, *sets(TINY + ["epochs=1", "val_fraction=0"]))
+    assert trained.exit_code == 0, trained.output
+    output = " ".join(trained.output.split())
+    assert "24 train / 0 val images (no validation: model.pth is the last epoch)" in output
+    assert "no validation: model.pth is epoch 1" in output and "best val" not in output
+    assert "nan" not in output  # the columns a run without validation has no figure for show "-"
     model = run / "model.pth"
     before = load_checkpoint(model)
+    assert before["metrics"] == {"epoch": 1}  # no validation figure, rather than a made-up one
     assert before["preprocess"]["confidence"] is None
     refused = subprocess.run([sys.executable, str(tool), str(model), "--data-dir", str(dataset)], capture_output=True, text=True)
     assert refused.returncode != 0 and "--scales-from" in refused.stderr and "Traceback" not in refused.stderr
