@@ -202,7 +202,7 @@ def download_data(
 @app.command()
 @user_errors
 def train(
-    config: Optional[str] = typer.Option(None, "--config", "-c", help="YAML config: a path, or a bundled name (first, final, fkd-best); not needed with --resume."),
+    config: Optional[str] = typer.Option(None, "--config", "-c", help="YAML config: a path, or a bundled name (first, final, fkd-best, fkd-fast); not needed with --resume."),
     data_dir: Path = typer.Option(Path("data"), "--data-dir", help="Folder in the official layout (see `fkd download-data`)."),
     out: Optional[Path] = typer.Option(None, "--out", help="Run folder; default runs/<config name> (never overwritten: runs/<name>2...)."),
     overrides: List[str] = typer.Option([], "--set", help="Override a config key: --set epochs=5 (repeatable)."),
@@ -224,7 +224,7 @@ def train(
         console.print(config_table(describe_keys(), resolve_config(config, overrides) if config or overrides else None))
         return
     if config is None and resume is None:
-        raise FkdError("--config is required (a path, or a bundled name: first, final, fkd-best), or --resume a run")
+        raise FkdError("--config is required (a path, or a bundled name: first, final, fkd-best, fkd-fast), or --resume a run")
     if resume is not None and overrides:
         raise FkdError("--set cannot change a resumed run: it continues with the config saved in its checkpoint")
     # with --resume the run's own saved config is used; the file is only checked here

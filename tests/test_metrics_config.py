@@ -98,7 +98,16 @@ def test_overrides_parse_yaml_scalars():
         parse_overrides(["epochs"])
 
 
-@pytest.mark.parametrize("name", ["first.yaml", "final.yaml", "fkd-best.yaml"])
+@pytest.mark.parametrize("name", ["first.yaml", "final.yaml", "fkd-best.yaml", "fkd-fast.yaml"])
 def test_bundled_configs_resolve(name):
     cfg = resolve_config(name)
     assert cfg.name == name.removesuffix(".yaml")
+
+
+def test_fast_config_is_the_recipe_with_fewer_epochs():
+    """fkd-fast.yaml is fkd-best.yaml shortened, nothing else: a change to the recipe reaches both."""
+    from fkd_cli.config import config_to_dict
+
+    best, fast = (config_to_dict(resolve_config(name)) for name in ("fkd-best", "fkd-fast"))
+    assert {k for k in best if best[k] != fast[k]} == {"name", "epochs"}
+    assert fast["epochs"] < best["epochs"]
