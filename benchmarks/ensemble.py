@@ -13,7 +13,7 @@ from pathlib import Path
 import torch
 
 from fkd_cli.data import ImageCache, load_split
-from fkd_cli.distill import SHARED_CONTRACT
+from fkd_cli.distill import contract_difference
 from fkd_cli.evaluate import evaluate
 from fkd_cli.inference import Predictor, load_predictor
 
@@ -39,9 +39,9 @@ def main() -> None:
     predictors = [load_predictor(m, device="cpu") for m in args.models]
     first = predictors[0]
     for other in predictors[1:]:
-        for key in SHARED_CONTRACT:
-            if getattr(other.pp, key) != getattr(first.pp, key):
-                raise SystemExit(f"{other.source}: {key} differs from {first.source}'s; an ensemble needs the same crops")
+        difference = contract_difference(other.pp, first.pp)
+        if difference is not None:
+            raise SystemExit(f"{other.source}: {difference} in {first.source}; an ensemble needs the same crops")
     ensemble = Predictor(MeanBackend([p.backend for p in predictors]), first.pp, "ensemble",
                          detector=first.detector.name, info=first.info)
     data = load_split(args.data_dir, args.split)

@@ -239,7 +239,7 @@ def train(
         reporter.close()
     if reporter.show and result.history:
         best, model = result.best, result.run_dir / "model.pth"
-        if "nme" in best and best["nme"] >= 0:
+        if best["nme"] >= 0:  # a run without validation ranks its epochs by -epoch
             console.print(f"best val NME {100 * best['nme']:.2f}% at epoch {best['epoch']}: [bold]{model}[/]")
         else:  # no validation split: the last epoch is the model
             console.print(f"no validation: model.pth is epoch {best['epoch']}: [bold]{model}[/]")

@@ -24,6 +24,15 @@ SHARED_CONTRACT = ("num_keypoints", "input_size", "channels", "mean", "std", "fr
                    "target_offset", "target_scale")
 
 
+def contract_difference(other: Preprocess, pp: Preprocess) -> str | None:
+    """The first shared-contract key on which `other` differs from `pp`, as "key=theirs vs ours"; None
+    when a model with `other` reads `pp`'s crops and speaks in its target units."""
+    for key in SHARED_CONTRACT:
+        if getattr(other, key) != getattr(pp, key):
+            return f"{key}={getattr(other, key)!r} but {getattr(pp, key)!r}"
+    return None
+
+
 class Teacher:
     """The mean prediction of one or more checkpoints on a batch of the student's normalised crops,
     in the student's target units. Each teacher runs once a crop (no flip TTA: the ensemble is the
@@ -35,11 +44,10 @@ class Teacher:
         for path in map(Path, paths):
             data = load_checkpoint(path)
             teacher_pp = Preprocess.from_dict(data["preprocess"])
-            for key in SHARED_CONTRACT:
-                if getattr(teacher_pp, key) != getattr(pp, key):
-                    raise FkdError(
-                        f"config key 'teachers': {path} has {key}={getattr(teacher_pp, key)!r} but this run has "
-                        f"{getattr(pp, key)!r}; a teacher must be trained on the same crops (same {key})")
+            difference = contract_difference(teacher_pp, pp)
+            if difference is not None:
+                raise FkdError(f"config key 'teachers': {path} has {difference} in this run; a teacher must be "
+                               f"trained on the same crops")
             model = fuse_for_inference(build_from_checkpoint(data)).to(device)
             teacher_pp.flip_tta = False
             self.predictors.append(Predictor(TorchBackend(model, device), teacher_pp, str(path), detector="none"))

@@ -15,9 +15,9 @@ from importlib import resources
 import torch
 from torch import nn
 from torch.nn import functional as F
-from .tv import batched_nms, roi_align
 
 from .errors import FkdError
+from .tv import batched_nms, roi_align
 
 WEIGHTS = "mtcnn.pth"
 
