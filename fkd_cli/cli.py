@@ -312,6 +312,7 @@ def predict(
     csv_out: Optional[Path] = typer.Option(None, "--csv", help="Write one row per face as CSV here (- for standard output)."),
     conf: float = typer.Option(DEFAULT_CONF, "--conf", min=0.0, max=1.0, help="Drop faces whose detector score is below this."),
     max_faces: Optional[int] = typer.Option(None, "--max-faces", min=1, help="Keep only the N largest faces of each image."),
+    min_face: Optional[float] = typer.Option(None, "--min-face", help="Smallest face to look for, in pixels of the photo (default 40; at least 20). The search starts at this size; somewhat smaller faces are often found too. Lower it for crowds of tiny faces (slower)."),
     save_crops: bool = typer.Option(False, "--save-crops", metavar=FLAG, help="Write each face of each image as an aligned crop (into OUT/crops)."),
     crop_size: int = typer.Option(112, "--crop-size", min=32, max=1024, help="Side of aligned crops (112: the face-recognition template; 224: twice it)."),
     no_smooth: bool = typer.Option(False, "--no-smooth", metavar=FLAG, help="Video: no One Euro smoothing of the keypoints."),
@@ -346,7 +347,7 @@ def predict(
 
         threads = _set_threads(threads)
         predictor = load_predictor(model, detector=detector.value if detector else None, device=device.value,
-                                   trust_code=trust_code, backend=backend.value, threads=threads)
+                                   trust_code=trust_code, backend=backend.value, threads=threads, min_face=min_face)
         predictor = predictor.configured(batch_size=batch_size, conf=conf, max_faces=max_faces)
         crops_dir = None
         if save_crops:

@@ -31,13 +31,13 @@ class Predictor:
 
     def __init__(self, backend: Callable[[torch.Tensor], torch.Tensor], pp: Preprocess, source: str,
                  detector: str | None = None, info: dict | None = None, batch_size: int = 32,
-                 conf: float = 0.0, max_faces: int | None = None):
+                 conf: float = 0.0, max_faces: int | None = None, min_face: float | None = None):
         self.backend, self.pp, self.source, self.info = backend, pp, source, info or {}
         self.framer = pp.framer
         self.confidence = Confidence.from_dict(pp.confidence)
         # frame-framed models look at the whole frame: no detector is involved
         name = (detector or pp.rule.detector or "mtcnn") if self.framer.uses_detector else "none"
-        self.detector = build_detector(name)
+        self.detector = build_detector(name, min_face)
         self.notes: list[str] = []  # things a user should know about this combination, printed by the CLI
         if self.framer.uses_detector and name not in ("none", pp.rule.detector):
             # each detector draws its boxes differently: the calibrated rule belongs to one of them
@@ -220,12 +220,14 @@ BACKENDS = ("auto", "pytorch", "onnxruntime")
 
 
 def load_predictor(path: str | Path | None = None, detector: str | None = None, device: str = "auto",
-                   trust_code: bool = False, threads: int = 0, backend: str = "auto") -> Predictor:
+                   trust_code: bool = False, threads: int = 0, backend: str = "auto",
+                   min_face: float | None = None) -> Predictor:
     """A predictor for a `.pth` checkpoint, an exported `.onnx`, or (with `trust_code`) a TorchScript
     `.pt`; None = the bundled model.
 
     `backend="auto"` runs a `.pth` on ONNX Runtime when the device is the CPU and ONNX Runtime is
-    installed (through the checkpoint's ONNX twin, see twin.py), else on PyTorch.
+    installed (through the checkpoint's ONNX twin, see twin.py), else on PyTorch. `min_face`: the
+    smallest face (pixels of the photo) the detector looks for; None = its default (40 px for MTCNN).
     """
     if backend not in BACKENDS:
         raise FkdError(f"--backend {backend}: choose one of {', '.join(BACKENDS)}")
@@ -240,8 +242,8 @@ def load_predictor(path: str | Path | None = None, detector: str | None = None, 
         twin = load_twin(path, threads) if path.is_file() else None
         if twin is not None:
             runtime, pp, info = twin
-            return Predictor(runtime, pp, str(path), detector, info)
+            return Predictor(runtime, pp, str(path), detector, info, min_face=min_face)
         if backend == "onnxruntime":
             raise FkdError(f"{path}: no ONNX Runtime twin could be made (pip install onnx onnxruntime, or --backend pytorch)")
     runtime, pp, info = load_backend(path, device, trust_code, threads)
-    return Predictor(runtime, pp, str(path), detector, info)
+    return Predictor(runtime, pp, str(path), detector, info, min_face=min_face)

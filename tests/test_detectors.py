@@ -2,6 +2,8 @@
 and the note printed when a model meets a detector it was not calibrated for."""
 
 
+import json
+
 import pytest
 import torch
 
@@ -138,3 +140,32 @@ def test_mtcnn_on_onnx_runtime_matches_pytorch(astronaut):
     expected, expected_scores = reference(image)
     assert boxes.shape == expected.shape and torch.allclose(boxes, expected, atol=1e-2)
     assert torch.allclose(scores, expected_scores, atol=1e-4)
+
+
+def _small_face_photo(astronaut, path, face_px: int):
+    """The astronaut's head (about 110 px of the 512-px photograph) shrunk to about `face_px` px in a 640x480 photo."""
+    from PIL import Image
+
+    side = round(512 * face_px / 110)
+    photo = Image.new("RGB", (640, 480), (70, 90, 110))
+    photo.paste(Image.open(astronaut).convert("RGB").resize((side, side), Image.Resampling.LANCZOS), (300, 200))
+    photo.save(path)
+    return path, side
+
+
+def test_the_pyramid_starts_at_40_px_unless_asked(astronaut, tmp_path, mtcnn):
+    """By default the P-Net pyramid starts from 40-px faces (4x fewer pixels than from 20 px); a tiny
+    face (a 13-px box) is then missed, and found when asked for with --min-face 20, in Python and on
+    the command line; below 20 px is refused in one line."""
+    photo, side = _small_face_photo(astronaut, tmp_path / "small.png", face_px=16)
+    image = read_image(photo)
+    assert mtcnn.min_face_px == 40 and mtcnn.detect(image) == []
+    (face,) = MTCNNDetector(min_face_px=20).detect(image)
+    x, y = _centre(face.box)
+    assert abs(x - (300 + FACE_CENTRE[0] * side / 512)) < 5 and abs(y - (200 + FACE_CENTRE[1] * side / 512)) < 5
+    for extra, faces in (((), 0), (("--min-face", "20"), 1)):
+        result = invoke("predict", photo, "--no-draw", "--json", tmp_path / f"{len(extra)}.json", *extra)
+        assert result.exit_code == 0, result.output
+        assert len(json.loads((tmp_path / f"{len(extra)}.json").read_text())["images"][0]["faces"]) == faces
+    text = one_line_error(invoke("predict", photo, "--no-draw", "--min-face", "8"))
+    assert "--min-face 8" in text and "20" in text
