@@ -149,6 +149,18 @@ def _set_threads(threads: int) -> int:
     return threads
 
 
+def _image_workers(threads: int, paths: list[Path], sources: list[int]) -> int:
+    """With the default `--threads 0` and several still images: one image a core, each on one runtime
+    thread (the networks are too small for two threads to speed one image up by much; README, Speed).
+    An explicit `--threads N`, or any video or camera, keeps one file at a time."""
+    from .inputs import is_video
+
+    if threads or sources or len(paths) < 2 or any(is_video(p) for p in paths):
+        return 1
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return max(1, cores)
+
+
 def _version(value: bool) -> None:
     if value:
         print(f"fkd {__version__}")
@@ -345,7 +357,8 @@ def predict(
         from .predict import PredictOptions
         from .video import TrackerOptions
 
-        threads = _set_threads(threads)
+        workers = _image_workers(threads, paths, source)
+        threads = _set_threads(1 if workers > 1 else threads)
         predictor = load_predictor(model, detector=detector.value if detector else None, device=device.value,
                                    trust_code=trust_code, backend=backend.value, threads=threads, min_face=min_face)
         predictor = predictor.configured(batch_size=batch_size, conf=conf, max_faces=max_faces)
@@ -359,7 +372,7 @@ def predict(
         options = PredictOptions(None if no_draw else out_dir, crops_dir, crop_size, TrackerOptions(
             detect_every=detect_every, smooth=not no_smooth,
             min_cutoff=smoothing.get("smooth_min_cutoff", TrackerOptions.min_cutoff),
-            beta=smoothing.get("smooth_beta", TrackerOptions.beta)))
+            beta=smoothing.get("smooth_beta", TrackerOptions.beta)), workers=workers)
     except BaseException:
         if out_dir is not None:
             release_if_empty(out_dir)

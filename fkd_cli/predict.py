@@ -7,6 +7,7 @@ import csv
 import io
 import json
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,6 +26,9 @@ class PredictOptions:
     crops_dir: Path | None = None  # aligned face crops of still images (None: none)
     crop_size: int = 112
     tracking: object = None  # video.TrackerOptions (None: the defaults)
+    # still images worked on at once (decode, detection, network; results written in order). Worth it
+    # with one runtime thread a worker: the networks are too small to keep two threads busy on one image
+    workers: int = 1
 
 
 def _output_name(path: Path, used: set[str], suffix: str) -> str:
@@ -60,15 +64,13 @@ class Run:
                                  f"({exc.strerror or exc}); the other outputs have every result")
         self.options.out_dir = None
 
-    def image(self, path: Path, done: int, total: int) -> None:
+    def image(self, path: Path, done: int, total: int, found: tuple | None = None) -> None:
+        """Write one still image's results; `found` is its `find_faces` result if a worker made it."""
         from .render import draw_faces
 
+        image, faces, error, seconds = found or find_faces(self.predictor, path)
         started = time.perf_counter()
-        try:
-            image = read_image(path)
-            result = self.predictor.result(str(path), image, self.predictor.predict_faces(image))
-        except FkdError as exc:
-            image, result = None, self.predictor.result(str(path), None, [], str(exc))
+        result = self.predictor.result(str(path), image, faces, error)
         if self.options.out_dir is not None and image is not None:
             try:
                 target = self.options.out_dir / _output_name(path, self.used, _image_suffix(path))
@@ -80,7 +82,7 @@ class Run:
         entry = result.to_dict()
         if self.on_line is not None:
             self.on_line({"path": entry["path"], "frame": None, "time": None, "faces": entry["faces"], "error": entry["error"]})
-        entry["seconds"] = round(time.perf_counter() - started, 4)
+        entry["seconds"] = round(seconds + time.perf_counter() - started, 4)
         self.images.append(entry)
 
     def _save_crops(self, path: Path, result) -> None:
@@ -138,6 +140,18 @@ class Run:
         return report
 
 
+def find_faces(predictor: Predictor, path: Path) -> tuple:
+    """The costly part of one still image: decode, detection, network. Safe in a worker thread (the
+    predictor is only read; ONNX Runtime and PyTorch release the GIL). Returns (image, faces, error,
+    seconds)."""
+    started = time.perf_counter()
+    try:
+        image = read_image(path)
+        return image, predictor.predict_faces(image), None, time.perf_counter() - started
+    except FkdError as exc:
+        return None, [], str(exc), time.perf_counter() - started
+
+
 def predict_files(predictor: Predictor, paths: list[Path], options: PredictOptions | None = None, progress=None,
                   on_output_error=None, on_line=None, video_progress=None, sources: list[int] | None = None) -> dict:
     """Predict every image and video file (and camera in `sources`); a file that fails gets its
@@ -148,14 +162,26 @@ def predict_files(predictor: Predictor, paths: list[Path], options: PredictOptio
     every result. `on_line(dict)` receives each image's and each video frame's JSON Lines record as it
     is done. Ctrl-C stops after the current image (or ends the current stream cleanly), with
     `interrupted` set in the report.
+
+    With `options.workers` > 1, that many still images are decoded and searched at once, up to two a
+    worker ahead of the one being written; outputs keep the order of `paths`. Runs with a video or
+    camera work on one file at a time (a stream has its own threads).
     """
     options = options or PredictOptions()
     run = Run(predictor, options, on_line, on_output_error)
     interrupted = False
+    parallel = options.workers > 1 and len(paths) > 1 and not sources and not any(is_video(p) for p in paths)
+    pool = ThreadPoolExecutor(options.workers, thread_name_prefix="fkd-image") if parallel else None
+    ahead: dict[int, object] = {}
     try:
         for done, path in enumerate(paths, start=1):
             if is_video(path):
                 interrupted = not run.video(path, video_progress)
+            elif pool is not None:
+                for i in range(done - 1, min(len(paths), done - 1 + 2 * options.workers)):
+                    if i not in ahead:
+                        ahead[i] = pool.submit(find_faces, predictor, paths[i])
+                run.image(path, done, len(paths), ahead.pop(done - 1).result())
             else:
                 run.image(path, done, len(paths))
             if progress is not None:
@@ -168,6 +194,9 @@ def predict_files(predictor: Predictor, paths: list[Path], options: PredictOptio
                 break
     except KeyboardInterrupt:
         interrupted = True  # keep what is finished: the caller still writes it
+    finally:
+        if pool is not None:  # images not yet started are dropped; those under way finish in the background
+            pool.shutdown(wait=False, cancel_futures=True)
     return run.report(interrupted)
 
 

@@ -278,3 +278,60 @@ def test_a_profile_face_scores_lower_than_a_frontal_one(bundled):
     assert len(frontal) == 1 and len(profile) >= 1
     # a clear gap, not a tie: 0.545 vs 0.371 with the previous bundled model, 0.428 vs 0.361 with today's
     assert profile.landmark_scores.max() < frontal.landmark_scores[0] - 0.05
+
+
+def _photos(astronaut, folder: Path, n: int) -> list[Path]:
+    """n different photos cut from the astronaut's, plus a file that is not an image, in the middle."""
+    folder.mkdir()
+    photo = Image.open(astronaut).convert("RGB")
+    paths = []
+    for k in range(n):
+        path = folder / f"p{k}.jpg"
+        photo.crop((8 * k, 4 * k, 400 + 8 * k, 380 + 4 * k)).save(path, quality=90)
+        paths.append(path)
+    broken = folder / "broken.jpg"
+    broken.write_bytes(b"not a jpeg")
+    return paths[: n // 2] + [broken] + paths[n // 2:]
+
+
+def test_images_worked_on_in_parallel_give_the_same_results_in_order(astronaut, tmp_path):
+    from fkd_cli.predict import PredictOptions, predict_files
+
+    model = load_model()
+    paths = _photos(astronaut, tmp_path / "photos", 6)
+    one = predict_files(model, paths, PredictOptions(workers=1))
+    three = predict_files(model, paths, PredictOptions(workers=3))
+    strip = lambda report: [{k: v for k, v in item.items() if k != "seconds"} for item in report["images"]]  # noqa: E731
+    assert [item["path"] for item in three["images"]] == [str(p) for p in paths]
+    assert strip(three) == strip(one) and not three["interrupted"]
+    assert three["images"][3]["error"] and all(len(item["faces"]) == 1 for i, item in enumerate(three["images"]) if i != 3)
+
+
+def test_ctrl_c_while_images_are_worked_on_in_parallel_keeps_the_finished_ones(astronaut, tmp_path, monkeypatch):
+    from fkd_cli import predict as predict_module
+
+    real = predict_module.find_faces
+
+    def interrupted_at_the_third(predictor, path):
+        if path.name == "p2.jpg":
+            raise KeyboardInterrupt
+        return real(predictor, path)
+
+    monkeypatch.setattr(predict_module, "find_faces", interrupted_at_the_third)
+    paths = _photos(astronaut, tmp_path / "photos", 6)  # p0 p1 p2 broken p3 p4 p5
+    report = predict_module.predict_files(load_model(), paths, predict_module.PredictOptions(workers=2))
+    assert report["interrupted"] and [Path(item["path"]).name for item in report["images"]] == ["p0.jpg", "p1.jpg"]
+
+
+def test_default_threads_work_on_one_still_image_a_core(tmp_path):
+    import os
+
+    from fkd_cli.cli import _image_workers
+
+    photos = [tmp_path / "a.jpg", tmp_path / "b.jpg"]
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    assert _image_workers(0, photos, []) == cores
+    assert _image_workers(2, photos, []) == 1  # --threads N: the user's choice, one image at a time
+    assert _image_workers(0, photos[:1], []) == 1
+    assert _image_workers(0, photos + [tmp_path / "clip.mp4"], []) == 1  # videos run their own threads
+    assert _image_workers(0, photos, [0]) == 1
