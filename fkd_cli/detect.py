@@ -121,7 +121,7 @@ class MTCNNDetector:
     the pyramid starts from the smallest face looked for, so enlarging first only cost time (2x on
     the dev frames, every face still found). Faces smaller than `min_face_px` of the photo's pixels
     or `min_face_fraction` of the longest side are not looked for: from 40 px rather than 20 the
-    pyramid is 4x smaller, 1.5-1.75x faster a photo with every benchmark face still found and the same
+    pyramid is 4x smaller, 1.6-2x faster a photo with every benchmark face still found and the same
     accuracy (README). (A 5% fraction was as fast on 960x720 photos but lost a 70-px face in a 2400-px
     group photo: faces that small are what group photos hold, so the floor is in pixels.)
     """
