@@ -172,8 +172,8 @@ class MTCNN:
 
     def _cut(self, image: torch.Tensor, boxes: torch.Tensor, size: int) -> torch.Tensor:
         # 2x2 bilinear samples an output cell: sampling every pixel of a cell (sampling_ratio -1) cost 4x
-        # more on large faces for the same boxes within noise (README, The bundled face detector);
-        # outside the image roi_align reads zeros, the original padding
+        # more on large faces and gave no better landmarks through the whole path (README, The bundled
+        # face detector); outside the image roi_align reads zeros, the original padding
         rois = torch.cat([torch.zeros(len(boxes), 1), boxes], dim=1)
         return normalise(roi_align(image[None], rois, size, spatial_scale=1.0, sampling_ratio=2, aligned=True))
 
