@@ -173,7 +173,7 @@ def build_detector(name: str, min_face: float | None = None) -> Detector:
     if min_face is None or name == "none":
         return DETECTORS[name]()
     if min_face < 20:
-        raise FkdError(f"--min-face {min_face:g}: the detectors look for faces from 20 px; give 20 or more")
+        raise FkdError(f"--min-face {min_face:g} (min_face in Python): the detectors look for faces from 20 px; give 20 or more")
     return DETECTORS[name](min_face_px=min_face)
 
 
