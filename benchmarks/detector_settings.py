@@ -24,6 +24,33 @@ SETTINGS = {
 }
 
 
+def photo_sets(data_dir: Path, pasted: Path, count: int):
+    """(label, [(image, annotated points), ...]) for the dev test frames, the pasted-faces photos
+    (960x720; built into `pasted` if missing) and the same photos shrunk to 640x480 (faces of about
+    40 to 130 px). fkd_cli is imported here, so a caller may point sys.path at another checkout first."""
+    import torch
+
+    from fkd_cli.data import ImageCache, read_split
+
+    if not (pasted / "test").is_dir():
+        from pasted_faces import build
+
+        build(data_dir, pasted)
+    for label, folder, shrink in (("dev test frames", data_dir, 1.0), ("pasted 960x720 photos", pasted, 1.0),
+                                  ("pasted photos at 640x480", pasted, 2 / 3)):
+        split = read_split(folder, "test")
+        images = ImageCache(split.paths[:count]).load_all()
+        photos = []
+        for i in range(len(images)):
+            image, points = images[i], split.keypoints[i]
+            if shrink != 1.0:
+                size = (round(image.shape[-2] * shrink), round(image.shape[-1] * shrink))
+                image = torch.nn.functional.interpolate(image[None].float(), size=size, mode="area")[0].round().to(torch.uint8)
+                points = points * shrink
+            photos.append((image, points))
+        yield label, photos
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data-dir", type=Path, default=Path("data"))
@@ -34,36 +61,23 @@ def main() -> None:
 
     import torch
 
-    from fkd_cli.data import ImageCache, read_split
     from fkd_cli.detect import MTCNNDetector, match_detection
 
     torch.set_num_threads(args.threads)
-    if not (args.pasted / "test").is_dir():
-        from pasted_faces import build
-
-        build(args.data_dir, args.pasted)
     detectors = {name: MTCNNDetector(**kwargs) for name, kwargs in SETTINGS.items()}
-    for label, folder, shrink in (("dev test frames", args.data_dir, 1.0), ("pasted 960x720 photos", args.pasted, 1.0),
-                                  ("pasted photos shrunk to 640x480", args.pasted, 2 / 3)):
-        split = read_split(folder, "test")
-        images = ImageCache(split.paths[: args.images]).load_all()
+    for label, photos in photo_sets(args.data_dir, args.pasted, args.images):
         found = {name: 0 for name in detectors}
         seconds = {name: 0.0 for name in detectors}
-        for i in range(len(images)):
-            image, points = images[i], split.keypoints[i]
-            if shrink != 1.0:  # the same photo as a 640x480 one: faces of about 40 to 130 px
-                size = (round(image.shape[-2] * shrink), round(image.shape[-1] * shrink))
-                image = torch.nn.functional.interpolate(image[None].float(), size=size, mode="area")[0].round().to(torch.uint8)
-                points = points * shrink
+        for image, points in photos:
             for name, detector in detectors.items():
                 started = time.perf_counter()
                 detections = detector.detect(image)
                 seconds[name] += time.perf_counter() - started
                 found[name] += match_detection(detections, points) is not None
         base = seconds[next(iter(SETTINGS))]
-        print(f"{label}, {len(images)} images, {args.threads} thread(s):")
+        print(f"{label}, {len(photos)} images, {args.threads} thread(s):")
         for name in detectors:
-            print(f"  {name:48s} found {found[name]}/{len(images)}  {1000 * seconds[name] / len(images):6.1f} ms a photo  "
+            print(f"  {name:48s} found {found[name]}/{len(photos)}  {1000 * seconds[name] / len(photos):6.1f} ms a photo  "
                   f"({base / seconds[name]:.2f}x the first row's speed)")
 
 

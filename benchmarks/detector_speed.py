@@ -19,7 +19,7 @@ from pathlib import Path
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data-dir", type=Path, default=Path("data"))
-    parser.add_argument("--pasted", type=Path, default=Path("pasted"), help="made by benchmarks/pasted_faces.py")
+    parser.add_argument("--pasted", type=Path, default=Path("pasted"), help="made by benchmarks/pasted_faces.py (built here if missing)")
     parser.add_argument("--images", type=int, default=100)
     parser.add_argument("--package-root", type=Path, default=None, help="import fkd_cli from this checkout instead")
     args = parser.parse_args()
@@ -29,28 +29,20 @@ def main() -> None:
     import torch
 
     import fkd_cli
-    from fkd_cli.data import ImageCache, read_split
+    from detector_settings import photo_sets
     from fkd_cli.detect import build_detector, match_detection
 
     torch.set_num_threads(1)
     detector = build_detector("mtcnn")
     print(f"fkd_cli from {Path(fkd_cli.__file__).parent}, one thread")
-    for label, folder, shrink in (("dev test frames", args.data_dir, 1.0), ("pasted 960x720 photos", args.pasted, 1.0),
-                                  ("pasted photos at 640x480", args.pasted, 2 / 3)):
-        split = read_split(folder, "test")
-        images = ImageCache(split.paths[: args.images]).load_all()
+    for label, photos in photo_sets(args.data_dir, args.pasted, args.images):
         found, seconds = 0, 0.0
-        for i in range(len(images)):
-            image, points = images[i], split.keypoints[i]
-            if shrink != 1.0:
-                size = (round(image.shape[-2] * shrink), round(image.shape[-1] * shrink))
-                image = torch.nn.functional.interpolate(image[None].float(), size=size, mode="area")[0].round().to(torch.uint8)
-                points = points * shrink
+        for image, points in photos:
             started = time.perf_counter()
             detections = detector.detect(image)
             seconds += time.perf_counter() - started
             found += match_detection(detections, points) is not None
-        print(f"  {label:26s} found {found}/{len(images)}  {1000 * seconds / len(images):6.1f} ms a photo")
+        print(f"  {label:26s} found {found}/{len(photos)}  {1000 * seconds / len(photos):6.1f} ms a photo")
 
 
 if __name__ == "__main__":
