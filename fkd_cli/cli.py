@@ -153,9 +153,9 @@ def _image_workers(threads: int, paths: list[Path], sources: list[int]) -> int:
     """With the default `--threads 0` and several still images: one image a core, each on one runtime
     thread (the networks are too small for two threads to speed one image up by much; README, Speed).
     An explicit `--threads N`, or any video or camera, keeps one file at a time."""
-    from .inputs import is_video
+    from .predict import images_in_parallel
 
-    if threads or sources or len(paths) < 2 or any(is_video(p) for p in paths):
+    if threads or not images_in_parallel(paths, sources):
         return 1
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
     return max(1, cores)

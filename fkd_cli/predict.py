@@ -152,6 +152,12 @@ def find_faces(predictor: Predictor, path: Path) -> tuple:
         return None, [], str(exc), time.perf_counter() - started
 
 
+def images_in_parallel(paths: list[Path], sources: list[int] | None = None) -> bool:
+    """Whether a run may work on several still images at once: more than one file, and no video or
+    camera (a stream runs its own threads, and its frames must follow one another)."""
+    return len(paths) > 1 and not sources and not any(is_video(p) for p in paths)
+
+
 def predict_files(predictor: Predictor, paths: list[Path], options: PredictOptions | None = None, progress=None,
                   on_output_error=None, on_line=None, video_progress=None, sources: list[int] | None = None) -> dict:
     """Predict every image and video file (and camera in `sources`); a file that fails gets its
@@ -170,7 +176,7 @@ def predict_files(predictor: Predictor, paths: list[Path], options: PredictOptio
     options = options or PredictOptions()
     run = Run(predictor, options, on_line, on_output_error)
     interrupted = False
-    parallel = options.workers > 1 and len(paths) > 1 and not sources and not any(is_video(p) for p in paths)
+    parallel = options.workers > 1 and images_in_parallel(paths, sources)
     pool = ThreadPoolExecutor(options.workers, thread_name_prefix="fkd-image") if parallel else None
     ahead: dict[int, object] = {}
     try:
