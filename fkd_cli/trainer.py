@@ -253,7 +253,8 @@ class Trainer:
         loss and, given each sample's `unit`, its MSE in the original project's units (else NaN)."""
         cfg, dev = self.cfg, self.dev
         x, target = x.to(dev, non_blocking=True), target.to(dev, non_blocking=True)
-        taught = self.teacher(x).to(dev) if self.teacher is not None else None
+        # a weight of 0 leaves the teachers checked (build_data) but never run: their term would be 0
+        taught = self.teacher(x).to(dev) if self.teacher is not None and cfg.distill_weight > 0 else None
         if self.cuda_tricks and cfg.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
         with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=self.cuda_tricks and cfg.bf16):
