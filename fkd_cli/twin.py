@@ -20,8 +20,8 @@ def cache_dir() -> Path:
 
 
 def onnxruntime_available() -> bool:
+    """Running a twin needs only ONNX Runtime (making one checks for `onnx` too, in export_model)."""
     try:
-        import onnx  # noqa: F401
         import onnxruntime  # noqa: F401
     except ImportError:
         return False
