@@ -59,7 +59,7 @@ def main() -> None:
           f"{passes} crop{'s' if passes > 1 else ''} a face, flip TTA {'on' if pp.flip_tta else 'off'}: "
           f"{calls} network pass{'es' if calls > 1 else ''} a face), {args.threads} thread(s)")
     paths = sorted(p for p in args.images.glob("*") if p.is_file())[: args.limit]
-    from fkd_cli.data import read_image
+    from fkd_cli.images import read_image
 
     images = [read_image(p) for p in paths]
     dlib_tools = load_dlib()

@@ -1,105 +1,23 @@
-"""Data: reading images safely, the official archive layout, splits, and the training dataset."""
+"""Data: the official archive layout, splits, and the training dataset (images are read by images.py)."""
 
 from __future__ import annotations
 
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image, ImageOps
 from torch.utils.data import Dataset
 
 from .config import Config
 from .errors import FkdError
 from .framing import Preprocess, crop, crop_points_to_targets, to_input
+from .images import read_image
 from .metrics import seed_units_per_pixel
-from .tv import F, v2
+from .tv import F, tv_tensors, v2
 
 SPLIT_FILES = {"training": "training_frames_keypoints.csv", "test": "test_frames_keypoints.csv"}
-MAX_IMAGE_PIXELS = 100_000_000  # a larger image is treated as a decompression bomb
 MAX_COORDINATE = 100_000  # a keypoint further out than this (in pixels) is a broken annotation
-
-# ---- images ---------------------------------------------------------------------------------
-
-
-def decode_image(source) -> torch.Tensor:
-    """Any PIL-readable file or PIL image -> upright uint8 RGB tensor (3, H, W).
-
-    Opens by content (the data set's `.jpg` files are PNGs), applies EXIF orientation, and turns
-    grayscale, RGBA, palette, 16-bit and CMYK images into 8-bit RGB.
-    """
-    Image.MAX_IMAGE_PIXELS = MAX_IMAGE_PIXELS
-    with warnings.catch_warnings():
-        warnings.simplefilter("error", Image.DecompressionBombWarning)
-        img = source if isinstance(source, Image.Image) else Image.open(source)
-        img.load()
-    img = ImageOps.exif_transpose(img)
-    if img.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
-        # 16-bit/32-bit grey: rescale to 8 bits instead of clipping at 255
-        arr = np.asarray(img, dtype=np.float64)
-        hi = arr.max() if arr.max() > 255 else 255.0
-        img = Image.fromarray(np.clip(arr / hi * 255.0, 0, 255).astype(np.uint8))
-    if img.mode == "P":
-        img = img.convert("RGBA")
-    if img.mode in ("RGBA", "LA", "PA"):
-        # composite on black, as the data set's frames were annotated on their RGB content
-        background = Image.new("RGBA", img.size, (0, 0, 0, 255))
-        img = Image.alpha_composite(background, img.convert("RGBA"))
-    img = img.convert("RGB")
-    arr = np.asarray(img, dtype=np.uint8).copy()
-    return torch.from_numpy(arr).permute(2, 0, 1).contiguous()
-
-
-def image_format(path: Path) -> str | None:
-    """The format a file's content is in ("JPEG", "PNG", ...), from its header only."""
-    try:
-        with Image.open(path) as img:
-            return img.format
-    except (OSError, ValueError, SyntaxError):
-        return None
-
-
-def read_image(path: Path) -> torch.Tensor:
-    """`decode_image` with failures turned into one-line errors naming the file."""
-    try:
-        return decode_image(path)
-    except FileNotFoundError:
-        raise FkdError(f"{path}: no such file") from None
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
-        raise FkdError(f"{path}: image too large (over {MAX_IMAGE_PIXELS:,} pixels), refused as a decompression bomb") from None
-    except (OSError, ValueError, SyntaxError) as exc:
-        raise FkdError(f"{path}: not a readable image ({exc.__class__.__name__}: {exc})") from None
-
-
-def to_image_tensor(image, bgr: bool = False) -> tuple[str | None, torch.Tensor]:
-    """Anything `predict()` takes -> (path or None, upright uint8 RGB tensor (3, H, W)).
-
-    A path, a PIL image, a numpy array (`HxWx3` RGB, or BGR with `bgr=True` as OpenCV gives;
-    `HxWx4` with alpha; `HxW` grey; uint8), or a torch tensor (uint8 `3xHxW`, `1xHxW` or `HxW`).
-    """
-    if isinstance(image, (str, Path)):
-        return str(image), read_image(Path(image))
-    if isinstance(image, Image.Image):
-        return None, decode_image(image)
-    if isinstance(image, np.ndarray):
-        if image.dtype != np.uint8 or image.ndim not in (2, 3) or (image.ndim == 3 and image.shape[2] not in (1, 3, 4)):
-            raise FkdError(f"a numpy image must be uint8 HxW, HxWx3 or HxWx4; got {image.dtype} {image.shape}")
-        if image.ndim == 3 and image.shape[2] >= 3 and bgr:
-            image = np.concatenate([image[:, :, 2::-1], image[:, :, 3:]], axis=2)
-        if image.ndim == 3 and image.shape[2] == 1:
-            image = image[:, :, 0]
-        return None, decode_image(Image.fromarray(np.ascontiguousarray(image)))
-    if isinstance(image, torch.Tensor):
-        if image.dtype != torch.uint8 or image.ndim not in (2, 3) or (image.ndim == 3 and image.shape[0] not in (1, 3)):
-            raise FkdError(f"a tensor image must be uint8 HxW, 1xHxW or 3xHxW; got {image.dtype} {tuple(image.shape)}")
-        image = image if image.ndim == 3 else image[None]
-        if bgr and image.shape[0] == 3:
-            image = image.flip(0)
-        return None, image.expand(3, -1, -1).contiguous()
-    raise FkdError(f"cannot read an image from a {type(image).__name__}: give a path, a PIL image, a numpy array or a tensor")
-
 
 # ---- the official layout ------------------------------------------------------------------------
 
@@ -259,7 +177,10 @@ class KeypointDataset(Dataset):
         original project's units, so a training loss in those units can be reported for any config."""
         image, points = self.images[index], self.keypoints[index]
         box = self._box(index, image, points)
-        img, kp = crop(image, box, self.pp.input_size, points)
+        pixels, moved = crop(image, box, self.pp.input_size, points)
+        # torchvision's own types, so that its augmentations move the keypoints with the pixels
+        size = self.pp.input_size
+        img, kp = tv_tensors.Image(pixels), tv_tensors.KeyPoints(moved, canvas_size=(size, size))
         if self.rotate is not None:
             img, kp = self.rotate(img, kp)
         if self.train and self.cfg.flip and self.pp.flip_permutation is not None and torch.rand(()) < 0.5:

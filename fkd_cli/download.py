@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import datetime as dt
 import errno
-import hashlib
 import http.client
 import json
 import os
@@ -21,7 +20,9 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Callable
 
-from .data import SPLIT_FILES, decode_image, read_csv
+from .data import SPLIT_FILES, read_csv
+from .digest import sha256_of
+from .images import decode_image
 from .errors import FkdError
 
 DEFAULT_URL = "https://s3.amazonaws.com/video.udacity-data.com/topher/2018/May/5aea1b91_train-test-data/train-test-data.zip"
@@ -123,14 +124,6 @@ def download(url: str, target: Path, progress: Progress | None = None, retries: 
             if progress:
                 progress(target.stat().st_size if target.exists() else 0, None, f"retry {attempt}/{retries}")
             time.sleep(backoff * 2 ** (attempt - 1))
-
-
-def sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 # ---- extraction -------------------------------------------------------------------------------

@@ -13,7 +13,7 @@ import torch
 
 from . import __version__
 from .checkpoint import build_from_checkpoint, load_checkpoint
-from .download import sha256_of  # records the checkpoint an export was made from
+from .digest import sha256_of  # records the checkpoint an export was made from
 from .errors import FkdError
 from .framing import Preprocess, crop, outputs_to_crop_points, to_input
 from .outputs import atomic_write, check_output_file

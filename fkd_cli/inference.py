@@ -14,7 +14,7 @@ from typing import Callable, Sequence
 import torch
 
 from .backends import bundled_model_path, load_backend, pick_device
-from .data import to_image_tensor
+from .images import to_image_tensor
 from .detect import Detection, build_detector
 from .errors import FkdError
 from .landmarks import default_regions

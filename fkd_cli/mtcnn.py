@@ -16,7 +16,7 @@ import torch
 from torch import nn
 
 from .errors import FkdError
-from .tv import nms, roi_align
+from .tvops import nms, roi_align
 
 WEIGHTS = "mtcnn.pth"
 
@@ -181,12 +181,11 @@ class MTCNN:
         # more on large faces and gave no better landmarks through the whole path (README, The bundled
         # face detector); outside the image roi_align reads zeros, the original padding
         rois = torch.cat([torch.zeros(len(boxes), 1), boxes], dim=1)
-        return normalise(roi_align(image[None], rois, size, spatial_scale=1.0, sampling_ratio=2, aligned=True))
+        return normalise(roi_align(image[None], rois, size, sampling_ratio=2, aligned=True))
 
     @torch.inference_mode()
     def __call__(self, image: torch.Tensor, min_face: float = 20.0) -> tuple[torch.Tensor, torch.Tensor]:
         import cv2
-        import numpy as np
 
         height, width = image.shape[-2:]
         # stage 1: P-Net over a pyramid in which the smallest wanted face becomes 12 px. The photo is

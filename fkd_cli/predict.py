@@ -11,7 +11,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
-from .data import image_format, read_image
+from .images import image_format, read_image
 from .errors import FkdError
 from .inference import Predictor
 from .inputs import collect_inputs, is_video  # noqa: F401  (collect_inputs: part of this module's API)

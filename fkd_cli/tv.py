@@ -56,8 +56,7 @@ def _import_without_dynamo() -> None:
 _import_without_dynamo()
 
 from torchvision import tv_tensors  # noqa: E402
-from torchvision.ops import nms, roi_align  # noqa: E402
 from torchvision.transforms import v2  # noqa: E402
 from torchvision.transforms.v2 import functional as F  # noqa: E402
 
-__all__ = ["F", "nms", "roi_align", "tv_tensors", "v2"]
+__all__ = ["F", "tv_tensors", "v2"]

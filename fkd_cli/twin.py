@@ -32,7 +32,7 @@ def load_twin(pth: Path, threads: int = 0):
     """(backend, contract, meta) of this checkpoint's ONNX twin, exporting it into the cache on first
     use; None when there is none to be had (no ONNX Runtime, an unwritable cache, a failed export)."""
     from .backends import load_onnx
-    from .download import sha256_of
+    from .digest import sha256_of
 
     if not onnxruntime_available():
         return None

@@ -7,7 +7,7 @@ import json
 import pytest
 import torch
 
-from fkd_cli.data import read_image
+from fkd_cli.images import read_image
 from fkd_cli.detect import HaarDetector, MTCNNDetector, build_detector
 from fkd_cli.mtcnn import load_networks, nms_min
 

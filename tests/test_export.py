@@ -177,7 +177,7 @@ def test_foreign_torchscript_is_refused_before_loading(tmp_path, dataset):
 def test_the_bundled_model_runs_on_its_shipped_twin(astronaut):
     from fkd_cli import load_model
     from fkd_cli.backends import bundled_model_path, load_onnx
-    from fkd_cli.download import sha256_of
+    from fkd_cli.digest import sha256_of
     from fkd_cli.twin import load_twin
 
     fast = load_model()

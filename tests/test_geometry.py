@@ -5,7 +5,8 @@ import pytest
 import torch
 
 from fkd_cli.config import resolve_config
-from fkd_cli.data import ImageCache, KeypointDataset, decode_image
+from fkd_cli.data import ImageCache, KeypointDataset
+from fkd_cli.images import decode_image
 from fkd_cli.framing import (
     Preprocess,
     box_from_points,
@@ -49,7 +50,7 @@ def _pp(framing: str, **overrides) -> Preprocess:
 
 @pytest.mark.parametrize("framing", ["face", "frame"])
 def test_mapping_back_to_original_pixels(framing):
-    """Keypoints taken through torchvision's crop+resize come back to the same image pixels."""
+    """Keypoints taken through the crop+resize come back to the same image pixels."""
     image = torch.zeros(3, 150, 210, dtype=torch.uint8)
     points = torch.tensor(MEAN_FACE_68) * 80 + torch.tensor([60.0, 30.0])
     pp = _pp(framing)
@@ -154,3 +155,42 @@ def test_training_samples_carry_the_original_units(tmp_path, config):
     sizes = torch.tensor([[width, height]])
     expected = seed_mse(to_image(shifted), to_image(target), sizes)
     assert float((0.1 * unit) ** 2) == pytest.approx(expected, rel=1e-4)
+
+
+def test_crop_is_torchvision_resized_crop_bit_for_bit():
+    """framing.crop avoids importing torchvision at prediction time; the models were trained through
+    torchvision's resized_crop, so pixels and keypoints must stay exactly what it gives."""
+    import random
+
+    from fkd_cli.tv import F, tv_tensors
+
+    rng = random.Random(0)
+    generator = torch.Generator().manual_seed(0)
+    for _ in range(150):
+        height, width = rng.randint(8, 300), rng.randint(8, 300)
+        image = torch.randint(0, 256, (3, height, width), dtype=torch.uint8, generator=generator)
+        side = rng.randint(2, 400)
+        left, top = rng.randint(-side, width), rng.randint(-side, height)
+        size = rng.choice([40, 96, 224, side])
+        points = torch.rand(68, 2, generator=generator) * torch.tensor([width, height])
+        pixels, moved = crop(image, (left, top, side), size, points)
+        want = F.resized_crop(tv_tensors.Image(image), top, left, side, side, [size, size], antialias=True)
+        want_points = F.resized_crop(tv_tensors.KeyPoints(points, canvas_size=(height, width)), top, left, side, side, [size, size])
+        assert torch.equal(pixels, want.as_subclass(torch.Tensor))
+        assert torch.equal(moved, want_points.as_subclass(torch.Tensor))
+
+
+def test_detector_ops_are_torchvisions():
+    import torchvision.ops
+
+    from fkd_cli.tvops import nms, roi_align
+
+    generator = torch.Generator().manual_seed(1)
+    image = torch.rand(1, 3, 60, 80, generator=generator) * 255
+    corners = torch.rand(30, 2, generator=generator) * 70 - 5
+    boxes = torch.cat([corners, corners + 3 + torch.rand(30, 2, generator=generator) * 40], dim=1)
+    scores = torch.rand(30, generator=generator)
+    assert torch.equal(nms(boxes, scores, 0.5), torchvision.ops.nms(boxes, scores, 0.5))
+    rois = torch.cat([torch.zeros(30, 1), boxes], dim=1)
+    assert torch.equal(roi_align(image, rois, 24, sampling_ratio=2, aligned=True),
+                       torchvision.ops.roi_align(image, rois, 24, 1.0, 2, True))

@@ -90,7 +90,7 @@ def test_bad_files_are_reported_and_the_rest_written(tiny_run, photos, tmp_path)
 
 
 def test_decompression_bomb_is_a_per_file_error(tiny_run, tmp_path):
-    from fkd_cli import data
+    from fkd_cli import images
 
     folder = tmp_path / "in"
     folder.mkdir()
@@ -101,7 +101,7 @@ def test_decompression_bomb_is_a_per_file_error(tiny_run, tmp_path):
     assert result.exit_code == 1
     report = {Path(i["path"]).name: i for i in json.loads(out.read_text())["images"]}
     assert "decompression bomb" in report["huge.png"]["error"] and report["ok.png"]["error"] is None
-    assert data.MAX_IMAGE_PIXELS == 100_000_000
+    assert images.MAX_IMAGE_PIXELS == 100_000_000
 
 
 def test_16_bit_and_large_images_keep_original_pixels(tiny_run, tmp_path):
