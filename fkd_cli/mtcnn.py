@@ -193,6 +193,7 @@ class MTCNN:
         # one, which reads far fewer pixels than resizing the photo again for each level. OpenCV does the
         # layout changes (channel planes to HWC, HWC to the normalised NCHW input): 4x faster than strided
         # numpy/torch copies of the same values
+        image = image.float().contiguous()  # both are no-ops for what detect() passes
         pixels = cv2.merge(list(image.numpy()))
         scale = 12.0 / min_face
         candidates, first = [], None

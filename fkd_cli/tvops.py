@@ -9,13 +9,16 @@ name, torchvision is imported the ordinary way, which registers the same ops.
 
 from __future__ import annotations
 
+import functools
 import importlib.machinery
 import importlib.util
+import threading
 from pathlib import Path
 
 import torch
 
 LIBRARY_NAMES = ("_C_stable", "_C")  # torchvision >= 0.29, then the older name
+_LOCK = threading.Lock()  # `fkd predict`'s workers may detect their first faces at the same moment
 
 
 def _registered() -> bool:
@@ -27,7 +30,14 @@ def _registered() -> bool:
     return True
 
 
+@functools.cache
 def _load_ops() -> None:
+    """Once a process: the checks below cost microseconds, but the detector calls these ops ten times a photo."""
+    with _LOCK:
+        _find_and_load()
+
+
+def _find_and_load() -> None:
     if _registered():
         return
     spec = importlib.util.find_spec("torchvision")
