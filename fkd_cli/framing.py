@@ -10,6 +10,7 @@ grid of the crop is exact), resized to `input_size`. Both framings are squares:
 
 from __future__ import annotations
 
+import functools
 import math
 import platform
 from dataclasses import asdict, dataclass, field
@@ -252,6 +253,7 @@ def crop(image: torch.Tensor, box: tuple[int, int, int], size: int, keypoints: t
     return pixels, moved
 
 
+@functools.cache  # a fact about this machine, asked for every crop (every face, every training sample)
 def _native_uint8_bilinear() -> bool:
     """Whether torch resizes uint8 images itself here (its AVX2/AVX-512 and ARM kernels); elsewhere the
     pixels go through float32 and are rounded back, as torchvision does."""

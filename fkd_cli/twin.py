@@ -19,22 +19,15 @@ def cache_dir() -> Path:
     return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "fkd"
 
 
-def onnxruntime_available() -> bool:
-    """Running a twin needs only ONNX Runtime (making one checks for `onnx` too, in export_model)."""
-    try:
-        import onnxruntime  # noqa: F401
-    except ImportError:
-        return False
-    return True
-
-
 def load_twin(pth: Path, threads: int = 0):
     """(backend, contract, meta) of this checkpoint's ONNX twin, exporting it into the cache on first
     use; None when there is none to be had (no ONNX Runtime, an unwritable cache, a failed export)."""
-    from .backends import load_onnx
+    from .backends import load_onnx, need_onnx
     from .digest import sha256_of
 
-    if not onnxruntime_available():
+    try:
+        need_onnx(runtime_only=True)  # running a twin needs only ONNX Runtime (export_model checks for onnx)
+    except FkdError:
         return None
     sha = sha256_of(pth)
     cached = cache_dir() / "onnx" / f"{sha}.onnx"
