@@ -28,7 +28,7 @@ def photo_sets(data_dir: Path, pasted: Path, count: int):
     """(label, [(image, annotated points), ...]) for the dev test frames, the pasted-faces photos
     (960x720; built into `pasted` if missing) and the same photos shrunk to 640x480 (faces of about
     40 to 130 px). fkd_cli is imported here, so a caller may point sys.path at another checkout first."""
-    import torch
+    import cv2
 
     from fkd_cli.data import ImageCache, read_split
 
@@ -44,8 +44,8 @@ def photo_sets(data_dir: Path, pasted: Path, count: int):
         for i in range(len(images)):
             image, points = images[i], split.keypoints[i]
             if shrink != 1.0:
-                size = (round(image.shape[-2] * shrink), round(image.shape[-1] * shrink))
-                image = torch.nn.functional.interpolate(image[None].float(), size=size, mode="area")[0].round().to(torch.uint8)
+                size = (round(image.shape[1] * shrink), round(image.shape[0] * shrink))
+                image = cv2.resize(image, size, interpolation=cv2.INTER_AREA)
                 points = points * shrink
             photos.append((image, points))
         yield label, photos
@@ -59,11 +59,10 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args()
 
-    import torch
-
     from fkd_cli.detect import MTCNNDetector, match_detection
+    from fkd_cli.threads import set_threads
 
-    torch.set_num_threads(args.threads)
+    set_threads(args.threads)
     detectors = {name: MTCNNDetector(**kwargs) for name, kwargs in SETTINGS.items()}
     for label, photos in photo_sets(args.data_dir, args.pasted, args.images):
         found = {name: 0 for name in detectors}

@@ -31,7 +31,17 @@ def load_other_package(root: Path, name: str = "fkd_other"):
     module = importlib.util.module_from_spec(spec)
     sys.modules[name] = module
     spec.loader.exec_module(module)
-    return importlib.import_module(f"{name}.detect")
+    return importlib.import_module(f"{name}.detect"), importlib.import_module(f"{name}.images")
+
+
+def image_layout(images_module):
+    """A checkout from before the torch-free predict path takes CHW uint8 tensors; later ones HWC numpy."""
+    returns = str(images_module.decode_image.__annotations__.get("return", ""))
+    if "Tensor" not in returns:
+        return lambda image: image
+    import torch
+
+    return lambda image: torch.from_numpy(image).permute(2, 0, 1).contiguous()
 
 
 def fastest_ms(detector, image, repeats: int):
@@ -52,15 +62,20 @@ def main() -> None:
     parser.add_argument("--against", type=Path, default=None, help="another fkd checkout to time side by side")
     args = parser.parse_args()
 
-    import torch
-
     from detector_settings import photo_sets
     from fkd_cli.detect import build_detector, match_detection
+    from fkd_cli.threads import set_threads
 
-    torch.set_num_threads(1)
+    set_threads(1)
     detectors = {"this": build_detector("mtcnn")}
+    layouts = {"this": lambda image: image}
     if args.against is not None:
-        detectors[str(args.against)] = load_other_package(args.against).build_detector("mtcnn")
+        import torch
+
+        torch.set_num_threads(1)  # the other checkout's sessions follow PyTorch's setting
+        other_detect, other_images = load_other_package(args.against)
+        detectors[str(args.against)] = other_detect.build_detector("mtcnn")
+        layouts[str(args.against)] = image_layout(other_images)
     print(f"one thread, fastest of {args.repeats} runs a photo; " + ", ".join(f"'{k}'" for k in detectors))
     for label, photos in photo_sets(args.data_dir, args.pasted, args.images):
         found = dict.fromkeys(detectors, 0)
@@ -68,7 +83,7 @@ def main() -> None:
         for n, (image, points) in enumerate(photos):
             order = list(detectors) if n % 2 == 0 else list(reversed(detectors))
             for name in order:
-                ms, detections = fastest_ms(detectors[name], image, args.repeats)
+                ms, detections = fastest_ms(detectors[name], layouts[name](image), args.repeats)
                 total[name] += ms
                 found[name] += match_detection(detections, points) is not None
         line = "  ".join(f"{name}: found {found[name]}/{len(photos)} {total[name] / len(photos):6.1f} ms" for name in detectors)

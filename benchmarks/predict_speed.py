@@ -41,7 +41,10 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--repeats", type=int, default=50)
     args = parser.parse_args()
+    from fkd_cli.threads import set_threads
+
     torch.set_num_threads(args.threads)
+    set_threads(args.threads)
 
     from fkd_cli.export import export_model
     from fkd_cli.inference import load_predictor
@@ -72,7 +75,7 @@ def main() -> None:
     results = {}
     for name, predictor in backends.items():
         for batch in (1, 32):
-            x = torch.randn(batch, pp.channels, pp.input_size, pp.input_size)
+            x = torch.randn(batch, pp.channels, pp.input_size, pp.input_size).numpy()
             ms = per_call_ms(predictor.run_inputs, x, args.repeats if batch == 1 else max(5, args.repeats // 5)) / batch
             face_ms = ms * passes
             results[(name, batch)] = face_ms
@@ -106,13 +109,19 @@ def main() -> None:
         start = time.perf_counter()
         faces = 0
         for path in paths:
-            grey = read_image(path).float().mul(torch.tensor([0.299, 0.587, 0.114])[:, None, None]).sum(0)
-            array = grey.round().clamp(0, 255).to(torch.uint8).numpy()
+            array = grey_of(read_image(path))
             for rect in detector(array, 1):  # upsample once, as dlib's examples and face_recognition do
                 shapes(array, rect)
                 faces += 1
         seconds = time.perf_counter() - start
         print(f"end to end (dlib HOG + 68 points): {len(paths) / seconds:.1f} photos/s, {faces} faces")
+
+
+def grey_of(image):
+    """dlib's input: the photo (H, W, 3 uint8 RGB) in grey, as our Haar detector converts it."""
+    import cv2
+
+    return cv2.cvtColor(image, cv2.COLOR_RGB2GRAY)
 
 
 def measure_dlib_faces(tools, images, repeats: int) -> float | None:
@@ -122,7 +131,7 @@ def measure_dlib_faces(tools, images, repeats: int) -> float | None:
     detector, shapes = tools
     jobs = []
     for image in images[:20]:
-        grey = (0.299 * image[0] + 0.587 * image[1] + 0.114 * image[2]).round().clamp(0, 255).to(torch.uint8).numpy()
+        grey = grey_of(image)
         jobs += [(grey, rect) for rect in detector(grey, 1)]
     if not jobs:
         return None

@@ -13,13 +13,17 @@ What a model file can do when it is loaded:
 from __future__ import annotations
 
 import json
+import os
+import platform
+import sys
 import warnings
 import zipfile
 from importlib import resources
 from pathlib import Path
 
-import torch
+import numpy as np
 
+from . import threads as runtime_threads
 from .errors import FkdError
 from .framing import Preprocess
 from .inputs import check_model_path
@@ -33,8 +37,29 @@ def bundled_model_path() -> Path:
     return Path(str(resources.files("fkd_cli") / "assets" / "fkd-default.pth"))
 
 
-def pick_device(device: str = "auto") -> torch.device:
-    """auto = CUDA, then Apple MPS, then CPU."""
+# device files a GPU that PyTorch could use leaves on Linux (NVIDIA, WSL's GPU, AMD ROCm)
+GPU_DEVICE_FILES = ("/dev/nvidiactl", "/dev/dxg", "/dev/kfd")
+
+
+def could_have_gpu() -> bool:
+    """False only where PyTorch certainly finds no GPU: no GPU device file, not an Apple-silicon Mac.
+    Lets the default path settle on the CPU without importing torch (1.6 to 3 s of every start here)."""
+    if sys.platform == "darwin":
+        return platform.machine() == "arm64"
+    return sys.platform != "linux" or any(os.path.exists(f) for f in GPU_DEVICE_FILES)
+
+
+def device_type(device: str = "auto") -> str:
+    """"cpu", "cuda" or "mps": what `pick_device` would choose, without importing torch when it can only be the CPU."""
+    if device == "cpu" or (device == "auto" and not could_have_gpu()):
+        return "cpu"
+    return pick_device(device).type
+
+
+def pick_device(device: str = "auto"):
+    """auto = CUDA, then Apple MPS, then CPU (a torch.device)."""
+    import torch
+
     if device == "auto":
         if torch.cuda.is_available():
             return torch.device("cuda")
@@ -53,13 +78,19 @@ def pick_device(device: str = "auto") -> torch.device:
 class TorchBackend:
     """A PyTorch module (eager, or TorchScript) run on a device."""
 
-    def __init__(self, model: torch.nn.Module, device: torch.device, name: str = "pytorch"):
+    def __init__(self, model, device, name: str = "pytorch"):
+        import torch
+
         self.model, self.device, self.name = model.eval().to(device), device, name
         torch.set_flush_denormal(True)  # subnormal weights are many times slower on a CPU, and round to 0 anyway
+        runtime_threads.apply_to_torch()
 
-    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        """float32 input (N, C, S, S) -> output (N, 2K), numpy in and out like every backend."""
+        import torch
+
         with torch.inference_mode():
-            return self.model(x.to(self.device)).float().cpu()
+            return self.model(torch.from_numpy(x).to(self.device)).float().cpu().numpy()
 
 
 class OnnxBackend:
@@ -69,8 +100,8 @@ class OnnxBackend:
         self.session = session
         self.input_name = session.get_inputs()[0].name
 
-    def __call__(self, x: torch.Tensor) -> torch.Tensor:
-        return torch.from_numpy(self.session.run(None, {self.input_name: x.contiguous().numpy()})[0])
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        return self.session.run(None, {self.input_name: np.ascontiguousarray(x, dtype=np.float32)})[0]
 
 
 def need_onnx(runtime_only: bool = False) -> None:
@@ -96,8 +127,8 @@ def ort_session(source, threads: int = 0):
     # the two cores and video dropped from 43 to 26 frames/s (measured with benchmarks/video.py clips)
     options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     options.add_session_config_entry("session.inter_op.allow_spinning", "0")
-    # as many threads as PyTorch has (`--threads` sets both), so the two runtimes share one setting
-    options.intra_op_num_threads = threads or torch.get_num_threads()
+    # `--threads` sets both runtimes (threads.py), so the two share one setting
+    options.intra_op_num_threads = threads or runtime_threads.runtime_threads()
     options.inter_op_num_threads = 1
     return ort.InferenceSession(source, options, providers=["CPUExecutionProvider"])
 
@@ -139,13 +170,15 @@ def torchscript_contract(path: Path) -> tuple[Preprocess, dict]:
     return parse_contract(preprocess, meta, path)
 
 
-def load_torchscript(path: Path, device: torch.device, trust_code: bool = False) -> tuple[TorchBackend, Preprocess, dict]:
+def load_torchscript(path: Path, device, trust_code: bool = False) -> tuple[TorchBackend, Preprocess, dict]:
     pp, meta = torchscript_contract(path)
     if not trust_code:
         raise FkdError(
             f"{path}: TorchScript files are programs and loading one runs code from it; pass --trust-code "
             f"(Python: trust_code=True) only for a file from a source you trust, or use its .onnx export"
         )
+    import torch
+
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
@@ -155,7 +188,7 @@ def load_torchscript(path: Path, device: torch.device, trust_code: bool = False)
     return TorchBackend(module, device, name="torchscript"), pp, meta
 
 
-def load_pth(path: Path, device: torch.device) -> tuple[TorchBackend, Preprocess, dict]:
+def load_pth(path: Path, device) -> tuple[TorchBackend, Preprocess, dict]:
     """A `.pth` checkpoint as an eager PyTorch backend, BatchNorm folded into the convs."""
     from .checkpoint import build_from_checkpoint, load_checkpoint
     from .models import fuse_for_inference

@@ -141,12 +141,10 @@ THREADS_HELP = "CPU threads for the networks (PyTorch and ONNX Runtime); 0: one 
 
 
 def _set_threads(threads: int) -> int:
-    """`--threads`: PyTorch's threads, which ONNX Runtime's sessions then follow (0: the defaults)."""
-    if threads:
-        import torch
+    """`--threads`: the networks' threads, ONNX Runtime's and PyTorch's (0: the defaults)."""
+    from .threads import set_threads
 
-        torch.set_num_threads(threads)
-    return threads
+    return set_threads(threads)
 
 
 def _image_workers(threads: int, paths: list[Path], sources: list[int]) -> int:
@@ -157,8 +155,9 @@ def _image_workers(threads: int, paths: list[Path], sources: list[int]) -> int:
 
     if threads or not images_in_parallel(paths, sources):
         return 1
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    return max(1, cores)
+    from .threads import cores
+
+    return max(1, cores())
 
 
 def _version(value: bool) -> None:

@@ -17,23 +17,24 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
-import torch
+import numpy as np
 
 QUANTILE = 0.9  # held-out faces' quantile that maps to a score of 0.5
 MODES = 16  # shape modes kept (fewer for small keypoint sets or data sets)
 WEAKEST_POINTS = 5  # a face's spread is that of its least certain points
 
 
-def procrustes(shapes: torch.Tensor, reference: torch.Tensor) -> torch.Tensor:
+def procrustes(shapes: np.ndarray, reference: np.ndarray) -> np.ndarray:
     """Each shape (N, K, 2) moved, scaled and rotated onto `reference` (K, 2) by least squares."""
-    centred = shapes - shapes.mean(dim=1, keepdim=True)
-    target = reference - reference.mean(dim=0)
-    z = torch.complex(centred[..., 0].double(), centred[..., 1].double())
-    r = torch.complex(target[:, 0].double(), target[:, 1].double())
+    shapes, reference = np.asarray(shapes, np.float64), np.asarray(reference, np.float64)
+    centred = shapes - shapes.mean(axis=1, keepdims=True)
+    target = reference - reference.mean(axis=0)
+    z = centred[..., 0] + 1j * centred[..., 1]
+    r = target[:, 0] + 1j * target[:, 1]
     # the best similarity is one complex factor a = <z, r> / <z, z>
-    a = (z.conj() * r).sum(dim=1) / (z.abs() ** 2).sum(dim=1).clamp_min(1e-12)
+    a = (z.conj() * r).sum(axis=1) / np.maximum((np.abs(z) ** 2).sum(axis=1), 1e-12)
     aligned = a[:, None] * z
-    return torch.stack([aligned.real, aligned.imag], dim=-1).float()
+    return np.stack([aligned.real, aligned.imag], axis=-1).astype(np.float32)
 
 
 @dataclass
@@ -55,55 +56,58 @@ class Confidence:
     def from_dict(cls, data: dict | None) -> "Confidence | None":
         return None if data is None else cls(**data)
 
-    def _shape_terms(self, points: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def _shape_terms(self, points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Mahalanobis distance (N,) and per-point reconstruction distance (N, K) of shapes (N, K, 2)."""
-        aligned = procrustes(points, torch.tensor(self.reference)).reshape(len(points), -1)
-        z = aligned - torch.tensor(self.mean)
-        modes = torch.tensor(self.modes)
+        aligned = procrustes(points, np.array(self.reference, np.float32)).reshape(len(points), -1)
+        z = aligned - np.array(self.mean, np.float32)
+        modes = np.array(self.modes, np.float32)
         coefficients = z @ modes.T
-        mahalanobis = (coefficients ** 2 / torch.tensor(self.variances)).sum(dim=1)
-        residual = (z - coefficients @ modes).reshape(len(points), -1, 2).norm(dim=-1)
+        mahalanobis = (coefficients ** 2 / np.array(self.variances, np.float32)).sum(axis=1)
+        residual = np.linalg.norm((z - coefficients @ modes).reshape(len(points), -1, 2), axis=-1)
         return mahalanobis, residual
 
-    def scores(self, points: torch.Tensor, spread: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+    def scores(self, points: np.ndarray, spread: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
         """Keypoint scores (N, K) and landmark scores (N,), each in [0, 1], for predictions (N, K, 2)."""
+        points = np.asarray(points, np.float32)
         if not len(points):
-            return torch.zeros(0, points.shape[1]), torch.zeros(0)
-        if not bool(torch.isfinite(points).all()):
-            points = torch.nan_to_num(points)
+            return np.zeros((0, points.shape[1]), np.float32), np.zeros(0, np.float32)
+        if not bool(np.isfinite(points).all()):
+            points = np.nan_to_num(points)
         mahalanobis, residual = self._shape_terms(points)
         point_doubt = residual / self.residual_scale
         face_doubt = mahalanobis / self.shape_scale
         if spread is not None and self.spread_scale is not None:
-            relative = spread / self.spread_scale
+            relative = np.asarray(spread, np.float32) / np.float32(self.spread_scale)
             point_doubt = (point_doubt + relative) / 2
-            weakest = relative.topk(min(WEAKEST_POINTS, relative.shape[1]), dim=1).values.mean(dim=1)
+            count = min(WEAKEST_POINTS, relative.shape[1])
+            weakest = -np.sort(-relative, axis=1)[:, :count].mean(axis=1)
             # the shape counts twice for a face: it is what sees profile and occluded faces (the spread
             # of a turned face can be low); both weightings rank errors equally well (README, Confidence)
             face_doubt = (2 * face_doubt + weakest) / 3
-        return torch.pow(0.5, point_doubt), torch.pow(0.5, face_doubt)
+        return np.power(np.float32(0.5), point_doubt), np.power(np.float32(0.5), face_doubt)
 
 
-def fit_confidence(train_landmarks: torch.Tensor, heldout_predictions: torch.Tensor,
-                   heldout_spread: torch.Tensor | None) -> Confidence | None:
+def fit_confidence(train_landmarks, heldout_predictions, heldout_spread) -> Confidence | None:
     """The shape model from training landmarks (N, K, 2), the scales from predictions on held-out
-    faces (and their flip-TTA spread). None when there is too little data for either."""
+    faces (and their flip-TTA spread), numpy arrays or CPU tensors. None when there is too little data
+    for either."""
+    train_landmarks = np.asarray(train_landmarks, np.float32)
     n, k = train_landmarks.shape[:2]
     modes = min(MODES, 2 * k - 4, n - 1)
     if modes < 1 or len(heldout_predictions) < 2 or k < 3:
         return None
-    reference = train_landmarks.float().mean(dim=0)
+    reference = train_landmarks.mean(axis=0)
     for _ in range(3):  # generalised Procrustes: align to the mean, re-estimate the mean
-        reference = procrustes(train_landmarks.float(), reference).mean(dim=0)
-        reference = reference / reference.norm()
-    aligned = procrustes(train_landmarks.float(), reference).reshape(n, -1)
-    mean = aligned.mean(dim=0)
-    _, singular, vectors = torch.linalg.svd(aligned - mean, full_matrices=False)
-    variances = (singular[:modes] ** 2 / max(1, n - 1)).clamp_min(1e-10)
+        reference = procrustes(train_landmarks, reference).mean(axis=0)
+        reference = reference / np.linalg.norm(reference)
+    aligned = procrustes(train_landmarks, reference).reshape(n, -1)
+    mean = aligned.mean(axis=0)
+    _, singular, vectors = np.linalg.svd(aligned - mean, full_matrices=False)
+    variances = np.maximum(singular[:modes] ** 2 / max(1, n - 1), 1e-10)
     draft = Confidence(reference.tolist(), mean.tolist(), vectors[:modes].tolist(), variances.tolist(), None, 1.0, 1.0)
-    mahalanobis, residual = draft._shape_terms(torch.nan_to_num(heldout_predictions.float()))
-    draft.residual_scale = float(torch.quantile(residual.reshape(-1), QUANTILE).clamp_min(1e-9))
-    draft.shape_scale = float(torch.quantile(mahalanobis, QUANTILE).clamp_min(1e-9))
+    mahalanobis, residual = draft._shape_terms(np.nan_to_num(np.asarray(heldout_predictions, np.float32)))
+    draft.residual_scale = max(float(np.quantile(residual.reshape(-1), QUANTILE)), 1e-9)
+    draft.shape_scale = max(float(np.quantile(mahalanobis, QUANTILE)), 1e-9)
     if heldout_spread is not None:
-        draft.spread_scale = float(torch.quantile(heldout_spread.float().reshape(-1), QUANTILE).clamp_min(1e-9))
+        draft.spread_scale = max(float(np.quantile(np.asarray(heldout_spread, np.float32).reshape(-1), QUANTILE)), 1e-9)
     return draft

@@ -125,12 +125,12 @@ class ImageCache:
 
     def __init__(self, paths: list[Path]):
         self.paths = paths
-        self._images: dict[int, torch.Tensor] = {}
+        self._images: dict[int, np.ndarray] = {}  # uint8 RGB (H, W, 3)
 
     def __len__(self) -> int:
         return len(self.paths)
 
-    def __getitem__(self, index: int) -> torch.Tensor:
+    def __getitem__(self, index: int) -> np.ndarray:
         image = self._images.get(index)
         if image is None:
             image = self._images[index] = read_image(self.paths[index])
@@ -164,8 +164,8 @@ class KeypointDataset(Dataset):
     def __len__(self) -> int:
         return len(self.images)
 
-    def _box(self, index: int, image: torch.Tensor, points: torch.Tensor) -> tuple[int, int, int]:
-        height, width = image.shape[-2:]
+    def _box(self, index: int, image: np.ndarray, points: torch.Tensor) -> tuple[int, int, int]:
+        height, width = image.shape[:2]
         framer = self.pp.framer
         if not self.train:
             return framer.truth_box(width, height, points)
@@ -177,10 +177,11 @@ class KeypointDataset(Dataset):
         original project's units, so a training loss in those units can be reported for any config."""
         image, points = self.images[index], self.keypoints[index]
         box = self._box(index, image, points)
-        pixels, moved = crop(image, box, self.pp.input_size, points)
+        pixels, moved = crop(image, box, self.pp.input_size, points.numpy())
         # torchvision's own types, so that its augmentations move the keypoints with the pixels
         size = self.pp.input_size
-        img, kp = tv_tensors.Image(pixels), tv_tensors.KeyPoints(moved, canvas_size=(size, size))
+        img = tv_tensors.Image(torch.from_numpy(np.array(pixels)).permute(2, 0, 1))  # a copy: augmentations may write
+        kp = tv_tensors.KeyPoints(torch.from_numpy(moved), canvas_size=(size, size))
         if self.rotate is not None:
             img, kp = self.rotate(img, kp)
         if self.train and self.cfg.flip and self.pp.flip_permutation is not None and torch.rand(()) < 0.5:
@@ -188,9 +189,9 @@ class KeypointDataset(Dataset):
             kp = F.horizontal_flip(kp)[self.pp.flip_permutation]
         if self.photometric is not None:
             img = self.photometric(img)
-        x = to_input(img.as_subclass(torch.Tensor)[None], self.pp)[0]
+        x = torch.from_numpy(to_input(img.as_subclass(torch.Tensor).permute(1, 2, 0).numpy()[None], self.pp)[0])
         target = crop_points_to_targets(kp.as_subclass(torch.Tensor).float(), self.pp).reshape(-1)
         crop_pixel = box[2] / self.pp.input_size  # image pixels per crop pixel
-        unit = self.pp.target_scale * crop_pixel * seed_units_per_pixel(min(image.shape[-2:]))
+        unit = self.pp.target_scale * crop_pixel * seed_units_per_pixel(min(image.shape[:2]))
         return x, target, torch.tensor(unit, dtype=torch.float32)
 

@@ -7,7 +7,6 @@ from dataclasses import dataclass
 from typing import Protocol
 
 import numpy as np
-import torch
 
 from .errors import FkdError
 from .framing import landmark_box
@@ -29,7 +28,7 @@ class Detection:
 class Detector(Protocol):
     name: str
 
-    def detect(self, image: torch.Tensor) -> list[Detection]: ...
+    def detect(self, image: np.ndarray) -> list[Detection]: ...  # image: uint8 RGB (H, W, 3)
 
 
 def working_scale(height: int, width: int, min_side: int, max_side: int) -> float:
@@ -83,11 +82,11 @@ class HaarDetector:
         )
         return list(zip(np.asarray(boxes).reshape(-1, 4).tolist(), np.asarray(weights).reshape(-1).tolist()))
 
-    def detect(self, image: torch.Tensor) -> list[Detection]:
+    def detect(self, image: np.ndarray) -> list[Detection]:
         cv2 = self._cv2
-        height, width = image.shape[-2:]
+        height, width = image.shape[:2]
         scale = working_scale(height, width, self.min_side, self.max_side)
-        grey = (0.299 * image[0] + 0.587 * image[1] + 0.114 * image[2]).round().clamp(0, 255).to(torch.uint8).numpy()
+        grey = cv2.cvtColor(np.ascontiguousarray(image), cv2.COLOR_RGB2GRAY)
         if scale != 1.0:
             size = (max(1, round(width * scale)), max(1, round(height * scale)))
             grey = cv2.resize(grey, size, interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR)
@@ -136,17 +135,18 @@ class MTCNNDetector:
         self.min_side, self.max_side, self.min_face_fraction = min_side, max_side, min_face_fraction
         self.min_face_px = min_face_px
 
-    def detect(self, image: torch.Tensor) -> list[Detection]:
-        height, width = image.shape[-2:]
+    def detect(self, image: np.ndarray) -> list[Detection]:
+        height, width = image.shape[:2]
         scale = working_scale(height, width, self.min_side, self.max_side)
-        work = image.float()
+        work = np.asarray(image, dtype=np.float32)
         if scale != 1.0:
-            size = (max(1, round(height * scale)), max(1, round(width * scale)))
-            work = torch.nn.functional.interpolate(work[None], size=size, mode="area" if scale < 1 else "bilinear",
-                                                   align_corners=None if scale < 1 else False)[0]
+            import cv2
+
+            size = (max(1, round(width * scale)), max(1, round(height * scale)))
+            work = cv2.resize(work, size, interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR)
         # the floor is in the photo's own pixels (a shrunk photo's small faces stay findable);
         # 20 px in the working image is as small as the P-Net's 12-px window usefully goes
-        min_face = max(20.0, self.min_face_px * scale, self.min_face_fraction * max(work.shape[-2:]))
+        min_face = max(20.0, self.min_face_px * scale, self.min_face_fraction * max(work.shape[:2]))
         boxes, scores = self._mtcnn(work, min_face=min_face)
         out = [Detection(tuple(float(v) / scale for v in box), float(score)) for box, score in zip(boxes.tolist(), scores.tolist())]
         out.sort(key=lambda d: -(d.score or 0.0))
@@ -158,8 +158,8 @@ class WholeImage:
 
     name = "none"
 
-    def detect(self, image: torch.Tensor) -> list[Detection]:
-        height, width = image.shape[-2:]
+    def detect(self, image: np.ndarray) -> list[Detection]:
+        height, width = image.shape[:2]
         return [Detection((0.0, 0.0, float(width), float(height)), None)]
 
 
@@ -177,7 +177,7 @@ def build_detector(name: str, min_face: float | None = None) -> Detector:
     return DETECTORS[name](min_face_px=min_face)
 
 
-def match_detection(detections: list[Detection], points: torch.Tensor) -> Detection | None:
+def match_detection(detections: list[Detection], points) -> Detection | None:
     """The detection that holds the annotated face: the one whose box contains the most landmark
     area (landmark-box coverage), if it covers at least half of it; the standard evaluation protocol."""
     target = landmark_box(points)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from .backends import TorchBackend
@@ -58,5 +59,6 @@ class Teacher:
     @torch.no_grad()
     def __call__(self, inputs: torch.Tensor) -> torch.Tensor:
         """Normalised crops (N, C, S, S) -> the teachers' mean targets (N, 2K)."""
-        points = torch.stack([p.run_inputs(inputs) for p in self.predictors]).mean(0)
+        crops = inputs.float().cpu().numpy()  # predictors take numpy (the inference path imports no torch)
+        points = torch.from_numpy(np.stack([p.run_inputs(crops) for p in self.predictors]).mean(0)).to(inputs.device)
         return crop_points_to_targets(points, self.pp).reshape(len(inputs), -1)

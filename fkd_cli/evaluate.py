@@ -44,7 +44,7 @@ def evaluate(predictor: Predictor, images: ImageCache, keypoints: torch.Tensor, 
     for i in range(len(images)):
         image = images[i]
         all_images.append(image)
-        height, width = image.shape[-2:]
+        height, width = image.shape[:2]
         if boxes == "gt" or not framer.uses_detector:
             initial.append(framer.truth_box(width, height, keypoints[i]))
             missed.append(False)
@@ -57,7 +57,9 @@ def evaluate(predictor: Predictor, images: ImageCache, keypoints: torch.Tensor, 
         if progress is not None:
             progress(i + 1, len(images))
     predictions, spread = predictor.keypoints_and_spread(all_images, initial, missed)
-    sizes = torch.tensor([list(img.shape[-2:]) for img in all_images], dtype=torch.float32)
+    predictions = torch.from_numpy(predictions)  # the metrics are torch's: training computes its losses there too
+    spread = None if spread is None else torch.from_numpy(spread)
+    sizes = torch.tensor([list(img.shape[:2]) for img in all_images], dtype=torch.float32)
     norm = predictor.pp.norm_points or [0, 1]
     metrics = summarize(predictions, keypoints, sizes, norm)
     metrics["missed"] = sum(missed)

@@ -10,12 +10,11 @@ grid of the crop is exact), resized to `input_size`. Both framings are squares:
 
 from __future__ import annotations
 
-import functools
 import math
-import platform
 from dataclasses import asdict, dataclass, field
 
-import torch
+import numpy as np
+from PIL import Image
 
 from .config import Config
 from .landmarks import IBUG68_FLIP, IBUG68_NORM_POINTS, default_regions, validate_permutation
@@ -114,13 +113,14 @@ def square(cx: float, cy: float, side: float) -> tuple[int, int, int]:
     return int(math.floor(cx - side_i / 2 + 0.5)), int(math.floor(cy - side_i / 2 + 0.5)), side_i
 
 
-def landmark_box(points: torch.Tensor) -> tuple[float, float, float, float]:
-    """The bounding box (x0, y0, x1, y1) of one face's keypoints (K, 2)."""
-    lo, hi = points.min(dim=0).values.tolist(), points.max(dim=0).values.tolist()
+def landmark_box(points) -> tuple[float, float, float, float]:
+    """The bounding box (x0, y0, x1, y1) of one face's keypoints (K, 2; a numpy array or a CPU tensor)."""
+    points = np.asarray(points)
+    lo, hi = points.min(axis=0).tolist(), points.max(axis=0).tolist()
     return lo[0], lo[1], hi[0], hi[1]
 
 
-def box_from_points(points: torch.Tensor, margin: float) -> tuple[int, int, int]:
+def box_from_points(points, margin: float) -> tuple[int, int, int]:
     """Face framing from landmarks: the square around their bounding box, grown by `margin`."""
     x0, y0, x1, y1 = landmark_box(points)
     return square((x0 + x1) / 2, (y0 + y1) / 2, margin * max(x1 - x0, y1 - y0))
@@ -170,17 +170,19 @@ class FaceFraming:
             return whole_image_box(int(x1 - x0), int(y1 - y0))
         return box_from_detection(detection_box, self.pp)
 
-    def truth_box(self, width: int, height: int, points: torch.Tensor) -> Box:
+    def truth_box(self, width: int, height: int, points) -> Box:
         """The crop around annotated landmarks (training targets, `--boxes gt`)."""
         return box_from_points(points, self.pp.face_margin)
 
-    def recrop_box(self, points: torch.Tensor) -> Box | None:
+    def recrop_box(self, points) -> Box | None:
         """The crop around a prediction, to look again; None when the prediction is not finite."""
-        return box_from_points(points, self.pp.face_margin) if bool(torch.isfinite(points).all()) else None
+        return box_from_points(points, self.pp.face_margin) if bool(np.isfinite(np.asarray(points)).all()) else None
 
-    def training_box(self, width: int, height: int, points: torch.Tensor, detected: Box | None, cfg: Config) -> Box:
+    def training_box(self, width: int, height: int, points, detected: Box | None, cfg: Config) -> Box:
         """A jittered training crop: mostly around the landmarks, a share from the detector's own
         calibrated box (what inference sees first), now and then the whole image (no face found)."""
+        import torch  # training only: its seeded random stream makes runs repeatable
+
         left, top, side = self.truth_box(width, height, points)
         scale_jitter, shift_jitter = cfg.scale_jitter, cfg.shift_jitter
         draw = float(torch.rand(()))
@@ -207,14 +209,16 @@ class FrameFraming:
     def initial_box(self, width: int, height: int, detection_box=None, detector: str = "none") -> Box:
         return frame_box(width, height, self.pp)
 
-    def truth_box(self, width: int, height: int, points: torch.Tensor) -> Box:
+    def truth_box(self, width: int, height: int, points) -> Box:
         return frame_box(width, height, self.pp)
 
-    def recrop_box(self, points: torch.Tensor) -> Box | None:
+    def recrop_box(self, points) -> Box | None:
         return None
 
-    def training_box(self, width: int, height: int, points: torch.Tensor, detected: Box | None, cfg: Config) -> Box:
+    def training_box(self, width: int, height: int, points, detected: Box | None, cfg: Config) -> Box:
         """The original RandomCrop: anywhere inside the rescaled image."""
+        import torch  # training only, as above
+
         left, top, side = frame_box(width, height, self.pp)
         left = int(torch.randint(0, max(1, width - side + 1), ()).item()) if width > side else left
         top = int(torch.randint(0, max(1, height - side + 1), ()).item()) if height > side else top
@@ -227,78 +231,67 @@ FRAMINGS = {"face": FaceFraming, "frame": FrameFraming}
 # ---- crops and tensors ------------------------------------------------------------------------
 
 
-def crop(image: torch.Tensor, box: tuple[int, int, int], size: int, keypoints: torch.Tensor | None = None):
-    """Cut `box` out of a uint8 CHW image (zero padding outside it) and resize it to `size` square,
+def crop(image: np.ndarray, box: tuple[int, int, int], size: int, keypoints: np.ndarray | None = None):
+    """Cut `box` out of a uint8 HxWx3 image (zero padding outside it) and resize it to `size` square,
     antialiased bilinear; keypoints (K, 2), when given, are moved and scaled with the pixels.
 
-    The same arithmetic as torchvision's `resized_crop` (a test holds them equal, bit for bit, so models
-    trained through either agree), written with torch alone: importing torchvision cost every
-    `fkd predict` 0.18 s before its first result.
+    Pillow does the resize: its antialiased bilinear filter is the one torchvision's `resized_crop`
+    (and torch's uint8 `interpolate(antialias=True)`) reproduces, equal on 99.9% of pixels and never more
+    than 2 levels apart (a test holds them to that), so models trained through either agree; and
+    predicting need not import torch (README, Speed).
     """
     left, top, side = box
-    height, width = image.shape[-2:]
+    height, width = image.shape[:2]
     right, bottom = left + side, top + side
-    pixels = image[..., max(top, 0):bottom, max(left, 0):right]
     if left < 0 or top < 0 or right > width or bottom > height:
-        padding = [max(min(right, 0) - left, 0), max(right - max(width, left), 0),
-                   max(min(bottom, 0) - top, 0), max(bottom - max(height, top), 0)]
-        pixels = torch.nn.functional.pad(pixels, padding, mode="constant", value=0)
+        pixels = np.zeros((side, side, image.shape[2]), np.uint8)
+        y0, y1, x0, x1 = max(top, 0), min(bottom, height), max(left, 0), min(right, width)
+        if y1 > y0 and x1 > x0:
+            pixels[y0 - top:y1 - top, x0 - left:x1 - left] = image[y0:y1, x0:x1]
+    else:
+        pixels = image[top:bottom, left:right]
     if side != size:
-        pixels = _resize_square(pixels, size)
+        pixels = np.asarray(Image.fromarray(np.ascontiguousarray(pixels)).resize((size, size), Image.Resampling.BILINEAR))
     if keypoints is None:
         return pixels, None
-    moved = keypoints - torch.tensor([left, top], dtype=keypoints.dtype)
+    keypoints = np.asarray(keypoints, dtype=np.float32)
+    moved = keypoints - np.array([left, top], dtype=np.float32)
     if side != size:
-        moved = moved.mul(torch.tensor([size / side, size / side])).to(keypoints.dtype)
+        moved = (moved * np.float32(size / side)).astype(np.float32)
     return pixels, moved
 
 
-@functools.cache  # a fact about this machine, asked for every crop (every face, every training sample)
-def _native_uint8_bilinear() -> bool:
-    """Whether torch resizes uint8 images itself here (its AVX2/AVX-512 and ARM kernels); elsewhere the
-    pixels go through float32 and are rounded back, as torchvision does."""
-    return torch.backends.cpu.get_cpu_capability() in ("AVX2", "AVX512") or platform.machine() in ("aarch64", "arm64")
+GREY_WEIGHTS = (0.299, 0.587, 0.114)  # ITU-R 601, as PIL and torchvision convert RGB to grey
 
 
-def _resize_square(pixels: torch.Tensor, size: int) -> torch.Tensor:
-    channels, height, width = pixels.shape
-    batch = pixels.reshape(1, channels, height, width)
-    if pixels.dtype == torch.uint8 and not _native_uint8_bilinear():
-        out = torch.nn.functional.interpolate(batch.float(), size=[size, size], mode="bilinear",
-                                              align_corners=False, antialias=True)
-        return out.round_().to(torch.uint8).reshape(channels, size, size)
-    out = torch.nn.functional.interpolate(batch, size=[size, size], mode="bilinear", align_corners=False, antialias=True)
-    return out.reshape(channels, size, size)
-
-
-def to_input(crops: torch.Tensor, pp: Preprocess) -> torch.Tensor:
-    """uint8 crops (N, 3, S, S) -> normalised float model input (N, C, S, S)."""
-    x = crops.float() / 255.0
+def to_input(crops: np.ndarray, pp: Preprocess) -> np.ndarray:
+    """uint8 crops (N, S, S, 3) -> normalised float32 model input (N, C, S, S)."""
+    x = crops.astype(np.float32) / np.float32(255.0)
     if pp.channels == 1:
-        x = (0.299 * x[:, 0:1] + 0.587 * x[:, 1:2] + 0.114 * x[:, 2:3])
-    mean = torch.tensor(pp.mean, dtype=x.dtype).view(1, -1, 1, 1)
-    std = torch.tensor(pp.std, dtype=x.dtype).view(1, -1, 1, 1)
-    return (x - mean) / std
+        x = (np.float32(GREY_WEIGHTS[0]) * x[..., 0:1] + np.float32(GREY_WEIGHTS[1]) * x[..., 1:2]
+             + np.float32(GREY_WEIGHTS[2]) * x[..., 2:3])
+    x = (x - np.asarray(pp.mean, np.float32)) / np.asarray(pp.std, np.float32)
+    return np.ascontiguousarray(x.transpose(0, 3, 1, 2))
 
 
-def crop_points_to_targets(points: torch.Tensor, pp: Preprocess) -> torch.Tensor:
+def crop_points_to_targets(points, pp: Preprocess):
     return (points - pp.target_offset) / pp.target_scale
 
 
-def outputs_to_crop_points(outputs: torch.Tensor, pp: Preprocess) -> torch.Tensor:
+def outputs_to_crop_points(outputs: np.ndarray, pp: Preprocess) -> np.ndarray:
     """Raw network output (N, 2K) -> crop pixels (N, K, 2)."""
-    return outputs.reshape(outputs.shape[0], -1, 2) * pp.target_scale + pp.target_offset
+    return outputs.reshape(outputs.shape[0], -1, 2) * np.float32(pp.target_scale) + np.float32(pp.target_offset)
 
 
-def crop_points_to_image(points: torch.Tensor, boxes: torch.Tensor, size: int) -> torch.Tensor:
+def crop_points_to_image(points: np.ndarray, boxes: np.ndarray, size: int) -> np.ndarray:
     """The one mapping back to original-image pixels: crop pixels (N, K, 2) + boxes (N, 3) -> image pixels."""
-    boxes = boxes.to(points.dtype)
-    scale = (boxes[:, 2] / size).view(-1, 1, 1)
+    boxes = np.asarray(boxes, dtype=points.dtype).reshape(-1, 3)
+    scale = (boxes[:, 2] / size).reshape(-1, 1, 1)
     return points * scale + boxes[:, None, :2]
 
 
-def flip_crop_points(points: torch.Tensor, pp: Preprocess) -> torch.Tensor:
+def flip_crop_points(points: np.ndarray, pp: Preprocess) -> np.ndarray:
     """Undo a horizontal flip of the crop on predicted crop pixels: mirror x and swap left/right indices."""
-    mirrored = points.clone()
+    mirrored = points.copy()
     mirrored[..., 0] = pp.input_size - mirrored[..., 0]
     return mirrored[:, pp.flip_permutation]

@@ -1,6 +1,6 @@
 """Reading images safely: any photo a user gives (path, PIL, numpy, tensor) becomes one upright uint8
-RGB tensor (3, H, W). Kept apart from the data set code so that predicting never imports the training
-side (torchvision's transforms)."""
+RGB numpy array (H, W, 3), the layout PIL, OpenCV and numpy users share. Predicting imports neither
+torch nor the data set code: `import torch` alone was most of the time to a first result (README, Speed)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,6 @@ import warnings
 from pathlib import Path
 
 import numpy as np
-import torch
 from PIL import Image, ImageOps
 
 from .errors import FkdError
@@ -16,8 +15,8 @@ from .errors import FkdError
 MAX_IMAGE_PIXELS = 100_000_000  # a larger image is treated as a decompression bomb
 
 
-def decode_image(source) -> torch.Tensor:
-    """Any PIL-readable file or PIL image -> upright uint8 RGB tensor (3, H, W).
+def decode_image(source) -> np.ndarray:
+    """Any PIL-readable file or PIL image -> upright uint8 RGB array (H, W, 3).
 
     Opens by content (the data set's `.jpg` files are PNGs), applies EXIF orientation, and turns
     grayscale, RGBA, palette, 16-bit and CMYK images into 8-bit RGB.
@@ -40,8 +39,7 @@ def decode_image(source) -> torch.Tensor:
         background = Image.new("RGBA", img.size, (0, 0, 0, 255))
         img = Image.alpha_composite(background, img.convert("RGBA"))
     img = img.convert("RGB")
-    arr = np.asarray(img, dtype=np.uint8).copy()
-    return torch.from_numpy(arr).permute(2, 0, 1).contiguous()
+    return np.array(img, dtype=np.uint8)  # a copy the caller owns (PIL's buffer may be read-only)
 
 
 def image_format(path: Path) -> str | None:
@@ -53,7 +51,7 @@ def image_format(path: Path) -> str | None:
         return None
 
 
-def read_image(path: Path) -> torch.Tensor:
+def read_image(path: Path) -> np.ndarray:
     """`decode_image` with failures turned into one-line errors naming the file."""
     try:
         return decode_image(path)
@@ -65,8 +63,8 @@ def read_image(path: Path) -> torch.Tensor:
         raise FkdError(f"{path}: not a readable image ({exc.__class__.__name__}: {exc})") from None
 
 
-def to_image_tensor(image, bgr: bool = False) -> tuple[str | None, torch.Tensor]:
-    """Anything `predict()` takes -> (path or None, upright uint8 RGB tensor (3, H, W)).
+def to_image_array(image, bgr: bool = False) -> tuple[str | None, np.ndarray]:
+    """Anything `predict()` takes -> (path or None, upright uint8 RGB array (H, W, 3)).
 
     A path, a PIL image, a numpy array (`HxWx3` RGB, or BGR with `bgr=True` as OpenCV gives;
     `HxWx4` with alpha; `HxW` grey; uint8), or a torch tensor (uint8 `3xHxW`, `1xHxW` or `HxW`).
@@ -83,11 +81,13 @@ def to_image_tensor(image, bgr: bool = False) -> tuple[str | None, torch.Tensor]
         if image.ndim == 3 and image.shape[2] == 1:
             image = image[:, :, 0]
         return None, decode_image(Image.fromarray(np.ascontiguousarray(image)))
-    if isinstance(image, torch.Tensor):
-        if image.dtype != torch.uint8 or image.ndim not in (2, 3) or (image.ndim == 3 and image.shape[0] not in (1, 3)):
-            raise FkdError(f"a tensor image must be uint8 HxW, 1xHxW or 3xHxW; got {image.dtype} {tuple(image.shape)}")
-        image = image if image.ndim == 3 else image[None]
-        if bgr and image.shape[0] == 3:
-            image = image.flip(0)
-        return None, image.expand(3, -1, -1).contiguous()
+    if type(image).__module__.startswith("torch"):  # a tensor, told apart without importing torch
+        shape, dtype = tuple(image.shape), str(image.dtype)
+        if dtype != "torch.uint8" or len(shape) not in (2, 3) or (len(shape) == 3 and shape[0] not in (1, 3)):
+            raise FkdError(f"a tensor image must be uint8 HxW, 1xHxW or 3xHxW; got {dtype} {shape}")
+        array = image.detach().cpu().numpy()
+        array = array if array.ndim == 3 else array[None]
+        if bgr and array.shape[0] == 3:
+            array = array[::-1]
+        return None, np.ascontiguousarray(np.broadcast_to(array, (3, *array.shape[1:])).transpose(1, 2, 0))
     raise FkdError(f"cannot read an image from a {type(image).__name__}: give a path, a PIL image, a numpy array or a tensor")

@@ -1,7 +1,9 @@
 """From an image to keypoints in its own pixels: detector, crop, model (any backend), mapping back.
 
 `Predictor` is the single inference path: `fkd predict`, `fkd evaluate`, the trainer's validation
-and the export parity check all go through `Predictor.keypoints_in_boxes`.
+and the export parity check all go through `Predictor.keypoints_in_boxes`. It works on numpy arrays
+(images uint8 HxWx3) and imports no torch: a model on PyTorch is one backend among others
+(backends.py), and the default path (ONNX Runtime) starts without it.
 """
 
 from __future__ import annotations
@@ -11,10 +13,10 @@ import dataclasses
 from pathlib import Path
 from typing import Callable, Sequence
 
-import torch
+import numpy as np
 
-from .backends import bundled_model_path, load_backend, pick_device
-from .images import to_image_tensor
+from .backends import bundled_model_path, device_type, load_backend
+from .images import to_image_array
 from .detect import Detection, build_detector
 from .errors import FkdError
 from .landmarks import default_regions
@@ -29,7 +31,7 @@ WHOLE_IMAGE_EXTRA_STEPS = 2
 class Predictor:
     """A model plus its preprocessing contract and detector."""
 
-    def __init__(self, backend: Callable[[torch.Tensor], torch.Tensor], pp: Preprocess, source: str,
+    def __init__(self, backend: Callable[[np.ndarray], np.ndarray], pp: Preprocess, source: str,
                  detector: str | None = None, info: dict | None = None, batch_size: int = 32,
                  conf: float = 0.0, max_faces: int | None = None, min_face: float | None = None):
         self.backend, self.pp, self.source, self.info = backend, pp, source, info or {}
@@ -78,40 +80,40 @@ class Predictor:
 
     # ---- the model on crops ----
 
-    def run_inputs(self, inputs: torch.Tensor) -> torch.Tensor:
+    def run_inputs(self, inputs: np.ndarray) -> np.ndarray:
         """Normalised crops (N, C, S, S) -> crop pixels (N, K, 2), with flip TTA if the model asks for it."""
         return self.run_inputs_with_spread(inputs)[0]
 
-    def run_inputs_with_spread(self, inputs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+    def run_inputs_with_spread(self, inputs: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
         """Crop pixels (N, K, 2) and, with flip TTA, how far the crop's and the mirrored crop's
         predictions of each point lie apart (N, K), in crop sides: the model's own doubt, for free."""
         if not self.pp.flip_tta:
             return outputs_to_crop_points(self.backend(inputs), self.pp), None
         # one call on crops and mirrored crops together: half the per-call overhead of two calls
-        both = outputs_to_crop_points(self.backend(torch.cat([inputs, inputs.flip(-1)])), self.pp)
+        both = outputs_to_crop_points(self.backend(np.concatenate([inputs, inputs[..., ::-1]])), self.pp)
         points, mirrored = both[: len(inputs)], flip_crop_points(both[len(inputs):], self.pp)
-        return (points + mirrored) / 2, (points - mirrored).norm(dim=-1) / self.pp.input_size
+        return (points + mirrored) / 2, np.linalg.norm(points - mirrored, axis=-1) / np.float32(self.pp.input_size)
 
-    def _keypoints_once(self, images: Sequence[torch.Tensor], boxes: Sequence[Box]) -> tuple[torch.Tensor, torch.Tensor | None]:
+    def _keypoints_once(self, images: Sequence[np.ndarray], boxes: Sequence[Box]) -> tuple[np.ndarray, np.ndarray | None]:
         out, spreads = [], []
         size = self.pp.input_size
         for start in range(0, len(boxes), self.batch_size):
             chunk = range(start, min(start + self.batch_size, len(boxes)))
-            crops = torch.stack([crop(images[i], boxes[i], size)[0].as_subclass(torch.Tensor) for i in chunk])
+            crops = np.stack([crop(images[i], boxes[i], size)[0] for i in chunk])
             points, spread = self.run_inputs_with_spread(to_input(crops, self.pp))
-            out.append(crop_points_to_image(points, torch.tensor([boxes[i] for i in chunk]), size))
+            out.append(crop_points_to_image(points, np.array([boxes[i] for i in chunk]), size))
             spreads.append(spread)
         if not out:
-            return torch.zeros(0, self.num_keypoints, 2), None
-        return torch.cat(out), (torch.cat(spreads) if spreads[0] is not None else None)
+            return np.zeros((0, self.num_keypoints, 2), np.float32), None
+        return np.concatenate(out), (np.concatenate(spreads) if spreads[0] is not None else None)
 
-    def keypoints_in_boxes(self, images: Sequence[torch.Tensor], boxes: Sequence[Box],
-                           whole_image: Sequence[bool] | None = None) -> torch.Tensor:
+    def keypoints_in_boxes(self, images: Sequence[np.ndarray], boxes: Sequence[Box],
+                           whole_image: Sequence[bool] | None = None) -> np.ndarray:
         """Keypoints (N, K, 2) in image pixels for face i in `boxes[i]` of `images[i]`."""
         return self.keypoints_and_spread(images, boxes, whole_image)[0]
 
-    def keypoints_and_spread(self, images: Sequence[torch.Tensor], boxes: Sequence[Box],
-                             whole_image: Sequence[bool] | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
+    def keypoints_and_spread(self, images: Sequence[np.ndarray], boxes: Sequence[Box],
+                             whole_image: Sequence[bool] | None = None) -> tuple[np.ndarray, np.ndarray | None]:
         """Keypoints (N, K, 2) in image pixels and the flip-TTA spread (N, K) of the last pass.
 
         After the first pass the crop is re-cut around the predicted landmarks, exactly as in
@@ -132,31 +134,31 @@ class Predictor:
                 spread[coarse] = subset_spread
         return points, spread
 
-    def scores(self, points: torch.Tensor, spread: torch.Tensor | None) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+    def scores(self, points: np.ndarray, spread: np.ndarray | None) -> tuple[np.ndarray | None, np.ndarray | None]:
         """Keypoint scores (N, K) and landmark scores (N,) in [0, 1] for predictions (N, K, 2) and
         their flip-TTA spread; (None, None) for a model without a confidence calibration."""
         if self.confidence is None:
             return None, None
         return self.confidence.scores(points, spread)
 
-    def _recrop_boxes(self, points: torch.Tensor, previous: Sequence[Box]) -> list[Box]:
+    def _recrop_boxes(self, points: np.ndarray, previous: Sequence[Box]) -> list[Box]:
         """Crops around the predicted landmarks; a face whose prediction is not finite (a diverged
         model) keeps its previous crop, so the NaN shows in the metrics instead of a crash."""
         return [self.framer.recrop_box(p) or box for p, box in zip(points, previous)]
 
     # ---- whole images ----
 
-    def initial_box(self, image: torch.Tensor, detection: Detection | None) -> Box:
-        height, width = image.shape[-2:]
+    def initial_box(self, image: np.ndarray, detection: Detection | None) -> Box:
+        height, width = image.shape[:2]
         return self.framer.initial_box(width, height, None if detection is None else detection.box, self.detector.name)
 
-    def detect(self, image: torch.Tensor) -> list[Detection]:
+    def detect(self, image: np.ndarray) -> list[Detection]:
         if not self.framer.uses_detector:  # the whole frame is the one "face"
             left, top, side = self.initial_box(image, None)
             return [Detection((float(left), float(top), float(left + side), float(top + side)), None)]
         return self.detector.detect(image)
 
-    def predict_faces(self, image: torch.Tensor) -> list[FaceResult]:
+    def predict_faces(self, image: np.ndarray) -> list[FaceResult]:
         return self._faces_of([image])[0]
 
     def select(self, detections: list[Detection]) -> list[Detection]:
@@ -166,7 +168,7 @@ class Predictor:
             kept = sorted(kept, key=lambda d: -d.area)[: self.max_faces]
         return kept
 
-    def _faces_of(self, images: Sequence[torch.Tensor]) -> list[list[FaceResult]]:
+    def _faces_of(self, images: Sequence[np.ndarray]) -> list[list[FaceResult]]:
         """Detect in every image, then put every face of every image through the network together."""
         detections = [self.select(self.detect(image)) for image in images]
         owners = [i for i, found in enumerate(detections) for _ in found]
@@ -181,10 +183,10 @@ class Predictor:
                                        self.pose(points[n], images[i])))
         return faces
 
-    def pose(self, points: torch.Tensor, image: torch.Tensor) -> dict | None:
+    def pose(self, points: np.ndarray, image: np.ndarray) -> dict | None:
         """Head pose of one face (68-point models; None otherwise), in `image`'s camera."""
-        height, width = image.shape[-2:]
-        return head_pose(points.numpy(), width, height) if self.num_keypoints == 68 else None
+        height, width = image.shape[:2]
+        return head_pose(points, width, height) if self.num_keypoints == 68 else None
 
     @property
     def regions(self) -> dict[str, list[int]] | None:
@@ -206,12 +208,12 @@ class Predictor:
         return self._predict_many([images], bgr)[0]
 
     def _predict_many(self, images: Sequence, bgr: bool) -> list[ImageResult]:
-        loaded = [to_image_tensor(image, bgr) for image in images]
-        faces = self._faces_of([tensor for _, tensor in loaded])
-        return [self.result(path, tensor, found) for (path, tensor), found in zip(loaded, faces)]
+        loaded = [to_image_array(image, bgr) for image in images]
+        faces = self._faces_of([array for _, array in loaded])
+        return [self.result(path, array, found) for (path, array), found in zip(loaded, faces)]
 
-    def result(self, path, image: torch.Tensor | None, faces: list[FaceResult], error: str | None = None) -> ImageResult:
-        height, width = (int(v) for v in image.shape[-2:]) if image is not None else (None, None)
+    def result(self, path, image: np.ndarray | None, faces: list[FaceResult], error: str | None = None) -> ImageResult:
+        height, width = (int(v) for v in image.shape[:2]) if image is not None else (None, None)
         return ImageResult(path, width, height, faces, error, self.regions, num_keypoints=self.num_keypoints,
                            image=image)
 
@@ -236,7 +238,7 @@ def load_predictor(path: str | Path | None = None, detector: str | None = None, 
         if not path.is_file():
             raise FkdError(f"the bundled model is missing from the installation ({path}); reinstall fkd or pass --model")
     path = Path(path)
-    if path.suffix.lower() == ".pth" and backend != "pytorch" and pick_device(device).type == "cpu":
+    if path.suffix.lower() == ".pth" and backend != "pytorch" and device_type(device) == "cpu":
         from .twin import load_twin
 
         twin = load_twin(path, threads) if path.is_file() else None

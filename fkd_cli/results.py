@@ -7,15 +7,14 @@ import math
 from dataclasses import dataclass, field
 
 import numpy as np
-import torch
 
 
 @dataclass
 class FaceResult:
     box: tuple[float, float, float, float]  # x0, y0, x1, y1 in original-image pixels
     score: float | None  # the detector's confidence in [0, 1] (None: no detector ran)
-    keypoints: torch.Tensor  # (K, 2) original-image pixels
-    keypoint_scores: torch.Tensor | None = None  # (K,) in [0, 1]; None for an uncalibrated model
+    keypoints: np.ndarray  # (K, 2) original-image pixels
+    keypoint_scores: np.ndarray | None = None  # (K,) in [0, 1]; None for an uncalibrated model
     landmark_score: float | None = None  # the face's landmarks as a whole, in [0, 1] (see confidence.py)
     pose: dict | None = None  # {"yaw", "pitch", "roll"} in degrees (68-point models; see geometry3d.py)
 
@@ -46,13 +45,13 @@ class ImageResult:
     region_map: dict[str, list[int]] | None = None
     annotated: str | None = None  # the annotated copy `fkd predict` wrote, if any
     num_keypoints: int = 68  # K, so that an image without faces still gives (0, K, 2) arrays
-    image: torch.Tensor | None = field(default=None, repr=False)  # the decoded image, for aligned()
+    image: np.ndarray | None = field(default=None, repr=False)  # the decoded image (H, W, 3), for aligned()
 
     @property
     def keypoints(self) -> np.ndarray:
         if not self.faces:
             return np.zeros((0, self.num_keypoints, 2), np.float32)
-        return np.stack([f.keypoints.numpy() for f in self.faces])
+        return np.stack([f.keypoints for f in self.faces]).astype(np.float32)
 
     @property
     def boxes(self) -> np.ndarray:
@@ -64,7 +63,7 @@ class ImageResult:
 
     @property
     def keypoint_scores(self) -> np.ndarray:
-        rows = [f.keypoint_scores.numpy() if f.keypoint_scores is not None else np.full(len(f.keypoints), np.nan)
+        rows = [f.keypoint_scores if f.keypoint_scores is not None else np.full(len(f.keypoints), np.nan)
                 for f in self.faces]
         return np.stack(rows).astype(np.float32) if rows else np.zeros((0, self.num_keypoints), np.float32)
 
@@ -76,7 +75,7 @@ class ImageResult:
     def regions(self) -> list[dict[str, np.ndarray]]:
         """Per face, each named region's points: `result.regions[0]["left_eye"]` is a (6, 2) array."""
         names = self.region_map or {}
-        return [{name: f.keypoints[idx].numpy() for name, idx in names.items()} for f in self.faces]
+        return [{name: f.keypoints[idx] for name, idx in names.items()} for f in self.faces]
 
     @property
     def poses(self) -> np.ndarray:
@@ -91,7 +90,7 @@ class ImageResult:
 
         if self.image is None or self.num_keypoints != 68:
             raise ValueError("aligned crops need the image and a 68-point model")
-        return aligned_crop(self.image.permute(1, 2, 0).numpy(), self.faces[index].keypoints.numpy(), size)
+        return aligned_crop(self.image, self.faces[index].keypoints, size)
 
     def to_dict(self) -> dict:
         """Exactly the `images[]` entry of `fkd predict --json`."""

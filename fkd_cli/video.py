@@ -17,7 +17,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from .config import Config
 from .errors import FkdError
@@ -32,7 +31,7 @@ DEFAULT_FPS = 30.0  # when a file or camera does not say
 
 
 class VideoReader:
-    """Frames of a video file, or of camera N, as upright uint8 RGB tensors (3, H, W)."""
+    """Frames of a video file, or of camera N, as upright uint8 RGB arrays (H, W, 3)."""
 
     def __init__(self, source: str | int):
         import cv2
@@ -57,7 +56,7 @@ class VideoReader:
             ok, frame = self.capture.read()
             if not ok:
                 break
-            rgb = torch.from_numpy(self._cv2.cvtColor(frame, self._cv2.COLOR_BGR2RGB)).permute(2, 0, 1).contiguous()
+            rgb = self._cv2.cvtColor(frame, self._cv2.COLOR_BGR2RGB)
             index = self.frames_read
             self.frames_read += 1
             yield index, (time.monotonic() - started if self.is_camera else index / self.fps), rgb
@@ -111,10 +110,10 @@ class VideoWriter:
         while (frame := self.queue.get()) is not None:
             self.writer.write(frame)
 
-    def write(self, rgb: torch.Tensor) -> None:
+    def write(self, rgb: np.ndarray) -> None:
         import cv2
 
-        self.queue.put(cv2.cvtColor(np.ascontiguousarray(rgb.permute(1, 2, 0).numpy()), cv2.COLOR_RGB2BGR))
+        self.queue.put(cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
 
     def close(self) -> None:
         self.queue.put(None)
@@ -132,8 +131,8 @@ class OneEuroFilter:
 
     def __init__(self, min_cutoff: float, beta: float, d_cutoff: float = 1.0):
         self.min_cutoff, self.beta, self.d_cutoff = min_cutoff, beta, d_cutoff
-        self.value: torch.Tensor | None = None
-        self.speed: torch.Tensor | None = None
+        self.value: np.ndarray | None = None
+        self.speed: np.ndarray | None = None
         self.time: float | None = None
 
     @staticmethod
@@ -141,21 +140,21 @@ class OneEuroFilter:
         tau = 1.0 / (2 * math.pi * cutoff)
         return 1.0 / (1.0 + tau / dt)
 
-    def __call__(self, points: torch.Tensor, t: float) -> torch.Tensor:
+    def __call__(self, points: np.ndarray, t: float) -> np.ndarray:
         if self.value is None or self.time is None or t <= self.time:
-            self.value, self.speed, self.time = points.clone(), torch.zeros_like(points), t
-            return points.clone()
+            self.value, self.speed, self.time = points.copy(), np.zeros_like(points), t
+            return points.copy()
         dt = t - self.time
         x0, y0, x1, y1 = landmark_box(points)
         size = max(1.0, x1 - x0, y1 - y0)
         speed = (points - self.value) / dt
         a_d = self._alpha(self.d_cutoff, dt)
         self.speed = a_d * speed + (1 - a_d) * self.speed
-        cutoff = self.min_cutoff + self.beta * self.speed.norm(dim=-1, keepdim=True) / size
+        cutoff = self.min_cutoff + self.beta * np.linalg.norm(self.speed, axis=-1, keepdims=True) / size
         a = 1.0 / (1.0 + 1.0 / (2 * math.pi * cutoff * dt))
         self.value = a * points + (1 - a) * self.value
         self.time = t
-        return self.value.clone()
+        return self.value.copy()
 
 
 # ---- tracking -----------------------------------------------------------------------------------
@@ -172,26 +171,26 @@ def iou(a, b) -> float:
 @dataclass
 class Track:
     id: int
-    points: torch.Tensor  # raw keypoints of the last frame (the next crop is cut around them)
+    points: np.ndarray  # raw keypoints of the last frame (the next crop is cut around them)
     box_in_landmarks: tuple  # the detector box relative to the landmark box (centre, size units)
     score: float | None
     filter: OneEuroFilter | None
     misses: int = 0  # detector rounds in a row that found no face here
 
-    def box(self, points: torch.Tensor) -> tuple:
+    def box(self, points: np.ndarray) -> tuple:
         """The detector-style box, carried along with the landmarks between detections."""
         cx, cy, size = _landmark_frame(points)
         rx0, ry0, rx1, ry1 = self.box_in_landmarks
         return (cx + rx0 * size, cy + ry0 * size, cx + rx1 * size, cy + ry1 * size)
 
 
-def _landmark_frame(points: torch.Tensor) -> tuple[float, float, float]:
+def _landmark_frame(points: np.ndarray) -> tuple[float, float, float]:
     """Centre and size of the landmark box: the frame a track's detector box is kept in."""
     x0, y0, x1, y1 = landmark_box(points)
     return (x0 + x1) / 2, (y0 + y1) / 2, max(1e-6, x1 - x0, y1 - y0)
 
 
-def relative_box(box, points: torch.Tensor) -> tuple:
+def relative_box(box, points: np.ndarray) -> tuple:
     cx, cy, size = _landmark_frame(points)
     return ((box[0] - cx) / size, (box[1] - cy) / size, (box[2] - cx) / size, (box[3] - cy) / size)
 
@@ -230,7 +229,7 @@ class FaceTracker:
         o = self.options
         return OneEuroFilter(o.min_cutoff, o.beta) if o.smooth else None
 
-    def update(self, image: torch.Tensor, t: float) -> FrameFaces:
+    def update(self, image: np.ndarray, t: float) -> FrameFaces:
         p, o = self.predictor, self.options
         detect = self.lost or not self.tracks or self.frame % o.detect_every == 0
         self.frame += 1
@@ -246,7 +245,7 @@ class FaceTracker:
             self.next_id += 1
         return self._emit(image, t, points, point_scores, face_scores, detect)
 
-    def _match_detections(self, image: torch.Tensor) -> list:
+    def _match_detections(self, image: np.ndarray) -> list:
         """Detections that start new tracks; the others confirm (and re-anchor) existing tracks."""
         p, o = self.predictor, self.options
         detections = p.select(p.detect(image))
@@ -270,11 +269,11 @@ class FaceTracker:
 
     def _emit(self, image, t, points, point_scores, face_scores, detected: bool) -> FrameFaces:
         o = self.options
-        height, width = image.shape[-2:]
+        height, width = image.shape[:2]
         out, alive = FrameFaces(detected=detected), []
         for n, track in enumerate(self.tracks):
             score = None if face_scores is None else float(face_scores[n])
-            gone = not bool(torch.isfinite(points[n]).all()) or (score is not None and score < o.min_landmark_score)
+            gone = not bool(np.isfinite(points[n]).all()) or (score is not None and score < o.min_landmark_score)
             gone |= track.misses > o.max_misses or not _inside(points[n], width, height)
             if gone:
                 self.lost = True  # look for faces again on the next frame
@@ -290,7 +289,7 @@ class FaceTracker:
         return out
 
 
-def _inside(points: torch.Tensor, width: int, height: int) -> bool:
+def _inside(points: np.ndarray, width: int, height: int) -> bool:
     """At least half of the landmark box lies inside the frame (a face leaving it is gone)."""
     x0, y0, x1, y1 = landmark_box(points)
     area = max(1e-6, (x1 - x0) * (y1 - y0))

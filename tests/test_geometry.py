@@ -51,44 +51,44 @@ def _pp(framing: str, **overrides) -> Preprocess:
 @pytest.mark.parametrize("framing", ["face", "frame"])
 def test_mapping_back_to_original_pixels(framing):
     """Keypoints taken through the crop+resize come back to the same image pixels."""
-    image = torch.zeros(3, 150, 210, dtype=torch.uint8)
-    points = torch.tensor(MEAN_FACE_68) * 80 + torch.tensor([60.0, 30.0])
+    image = np.zeros((150, 210, 3), dtype=np.uint8)
+    points = np.array(MEAN_FACE_68, np.float32) * 80 + np.array([60.0, 30.0], np.float32)
     pp = _pp(framing)
     box = pp.framer.truth_box(210, 150, points)
     assert box == (box_from_points(points, pp.face_margin) if framing == "face" else frame_box(210, 150, pp))
     _, in_crop = crop(image, box, pp.input_size, points)
-    back = crop_points_to_image(in_crop.as_subclass(torch.Tensor)[None], torch.tensor([box]), pp.input_size)[0]
-    assert torch.allclose(back, points, atol=1e-3)
+    back = crop_points_to_image(in_crop[None], np.array([box]), pp.input_size)[0]
+    np.testing.assert_allclose(back, points, atol=1e-3)
     left, top, side = box
-    expected_in_crop = (points - torch.tensor([left, top], dtype=torch.float32)) * pp.input_size / side
-    assert torch.allclose(expected_in_crop, in_crop.as_subclass(torch.Tensor), atol=1e-3)
+    expected_in_crop = (points - np.array([left, top], np.float32)) * pp.input_size / side
+    np.testing.assert_allclose(expected_in_crop, in_crop, atol=1e-3)
 
 
 def test_crop_pixels_follow_keypoints():
     """A bright dot at a keypoint is still under that keypoint after crop + resize (pixels and points agree)."""
-    image = torch.zeros(3, 200, 300, dtype=torch.uint8)
-    image[:, 118:123, 178:183] = 255  # centre (180.5, 120.5) in continuous pixel coordinates
-    point = torch.tensor([[180.5, 120.5]])
+    image = np.zeros((200, 300, 3), dtype=np.uint8)
+    image[118:123, 178:183] = 255  # centre (180.5, 120.5) in continuous pixel coordinates
+    point = np.array([[180.5, 120.5]], np.float32)
     box = (130, 70, 100)
     pixels, moved = crop(image, box, 50, point)
-    y, x = np.unravel_index(int(pixels[0].argmax()), pixels.shape[-2:])
-    mx, my = moved.as_subclass(torch.Tensor)[0].tolist()
+    y, x = np.unravel_index(int(pixels[..., 0].argmax()), pixels.shape[:2])
+    mx, my = moved[0].tolist()
     assert abs((x + 0.5) - mx) <= 1.0 and abs((y + 0.5) - my) <= 1.0
 
 
 def test_crop_outside_the_image_is_zero_padded():
-    image = torch.full((3, 40, 40), 200, dtype=torch.uint8)
+    image = np.full((40, 40, 3), 200, dtype=np.uint8)
     pixels, _ = crop(image, (-20, -20, 40), 40)
-    assert pixels[:, :15, :15].max() == 0 and pixels[:, 25:, 25:].min() == 200
+    assert pixels[:15, :15].max() == 0 and pixels[25:, 25:].min() == 200
 
 
 def test_flip_of_crop_points_undoes_a_mirrored_crop():
     pp = _pp("face")
-    pts = torch.tensor(MEAN_FACE_68)[None] * 50 + 7
-    mirrored = pts.clone()
+    pts = np.array(MEAN_FACE_68, np.float32)[None] * 50 + 7
+    mirrored = pts.copy()
     mirrored[..., 0] = pp.input_size - mirrored[..., 0]
     mirrored = mirrored[:, IBUG68_FLIP]
-    assert torch.allclose(flip_crop_points(mirrored, pp), pts, atol=1e-4)
+    np.testing.assert_allclose(flip_crop_points(mirrored, pp), pts, atol=1e-4)
 
 
 def test_training_flip_swaps_indices(tmp_path):
@@ -125,11 +125,11 @@ def test_decode_handles_every_mode(tmp_path):
         path = tmp_path / f"x_{mode}.png" if mode != "CMYK" else tmp_path / "x.jpg"
         base.convert(mode).save(path)
         out = decode_image(path)
-        assert out.shape == (3, 30, 40) and out.dtype == torch.uint8
+        assert out.shape == (30, 40, 3) and out.dtype == np.uint8
     sixteen = Image.fromarray(arr.astype(np.uint16) * 256)
     sixteen.save(tmp_path / "x16.png")
     out = decode_image(tmp_path / "x16.png")
-    assert out.float().std() > 10  # scaled into 8 bits, not clipped to white
+    assert out.astype(np.float32).std() > 10  # scaled into 8 bits, not clipped to white
 
 
 @pytest.mark.parametrize("config", ["fkd-best", "final.yaml"])
@@ -148,24 +148,27 @@ def test_training_samples_carry_the_original_units(tmp_path, config):
     ds = KeypointDataset(ImageCache(split.paths), split.keypoints, pp, cfg, train=False)
     _, target, unit = ds[0]
     image = ds.images[0]
-    height, width = image.shape[-2:]
-    box = torch.tensor([pp.framer.truth_box(width, height, split.keypoints[0])])
-    to_image = lambda t: crop_points_to_image(outputs_to_crop_points(t[None], pp), box, pp.input_size)
+    height, width = image.shape[:2]
+    box = np.array([pp.framer.truth_box(width, height, split.keypoints[0])])
+    to_image = lambda t: torch.from_numpy(crop_points_to_image(outputs_to_crop_points(t[None].numpy(), pp), box, pp.input_size))
     shifted = target + 0.1
     sizes = torch.tensor([[width, height]])
     expected = seed_mse(to_image(shifted), to_image(target), sizes)
     assert float((0.1 * unit) ** 2) == pytest.approx(expected, rel=1e-4)
 
 
-def test_crop_is_torchvision_resized_crop_bit_for_bit():
-    """framing.crop avoids importing torchvision at prediction time; the models were trained through
-    torchvision's resized_crop, so pixels and keypoints must stay exactly what it gives."""
+def test_crop_is_torchvision_resized_crop():
+    """framing.crop is Pillow's resize, so that predicting needs no torch; the models were trained through
+    torchvision's resized_crop (torch's uint8 antialiased resize, ported from Pillow-SIMD), so the pixels
+    must stay what it gives: equal but for rounding (at most 2 levels, on at most 1% of pixels), and the
+    keypoints exactly."""
     import random
 
     from fkd_cli.tv import F, tv_tensors
 
     rng = random.Random(0)
     generator = torch.Generator().manual_seed(0)
+    differing = total = 0
     for _ in range(150):
         height, width = rng.randint(8, 300), rng.randint(8, 300)
         image = torch.randint(0, 256, (3, height, width), dtype=torch.uint8, generator=generator)
@@ -173,24 +176,11 @@ def test_crop_is_torchvision_resized_crop_bit_for_bit():
         left, top = rng.randint(-side, width), rng.randint(-side, height)
         size = rng.choice([40, 96, 224, side])
         points = torch.rand(68, 2, generator=generator) * torch.tensor([width, height])
-        pixels, moved = crop(image, (left, top, side), size, points)
+        pixels, moved = crop(image.permute(1, 2, 0).numpy(), (left, top, side), size, points.numpy())
         want = F.resized_crop(tv_tensors.Image(image), top, left, side, side, [size, size], antialias=True)
         want_points = F.resized_crop(tv_tensors.KeyPoints(points, canvas_size=(height, width)), top, left, side, side, [size, size])
-        assert torch.equal(pixels, want.as_subclass(torch.Tensor))
-        assert torch.equal(moved, want_points.as_subclass(torch.Tensor))
-
-
-def test_detector_ops_are_torchvisions():
-    import torchvision.ops
-
-    from fkd_cli.tvops import nms, roi_align
-
-    generator = torch.Generator().manual_seed(1)
-    image = torch.rand(1, 3, 60, 80, generator=generator) * 255
-    corners = torch.rand(30, 2, generator=generator) * 70 - 5
-    boxes = torch.cat([corners, corners + 3 + torch.rand(30, 2, generator=generator) * 40], dim=1)
-    scores = torch.rand(30, generator=generator)
-    assert torch.equal(nms(boxes, scores, 0.5), torchvision.ops.nms(boxes, scores, 0.5))
-    rois = torch.cat([torch.zeros(30, 1), boxes], dim=1)
-    assert torch.equal(roi_align(image, rois, 24, sampling_ratio=2, aligned=True),
-                       torchvision.ops.roi_align(image, rois, 24, 1.0, 2, True))
+        gap = np.abs(pixels.astype(int) - want.as_subclass(torch.Tensor).permute(1, 2, 0).numpy().astype(int))
+        assert gap.max() <= 2
+        differing, total = differing + int((gap > 0).sum()), total + gap.size
+        assert np.array_equal(moved, want_points.as_subclass(torch.Tensor).numpy())
+    assert differing / total < 0.01

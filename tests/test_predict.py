@@ -256,16 +256,16 @@ def test_scores_fall_with_spread_and_with_implausible_shapes(bundled, astronaut)
     """Keypoint and landmark scores are in [0, 1], fall as the flip-TTA spread grows, and fall when
     the shape stops looking like a face."""
     result = bundled.predict(str(astronaut))
-    points = torch.tensor(result.keypoints)
-    spread = torch.zeros(1, 68)
+    points = result.keypoints
+    spread = np.zeros((1, 68), np.float32)
     calm_points, calm_face = bundled.scores(points, spread)
     spread[0, 30] = 3 * bundled.confidence.spread_scale  # one doubtful nose tip
     doubt_points, doubt_face = bundled.scores(points, spread)
-    assert doubt_points[0, 30] < calm_points[0, 30] and torch.allclose(doubt_points[0, :30], calm_points[0, :30])
+    assert doubt_points[0, 30] < calm_points[0, 30] and np.allclose(doubt_points[0, :30], calm_points[0, :30])
     assert doubt_face[0] < calm_face[0]
-    broken = points.clone()
-    broken[0, 48:68] = broken[0, 48:68].flip(0) + torch.tensor([0.0, -60.0])  # the mouth on the eyes
-    broken_points, broken_face = bundled.scores(broken, torch.zeros(1, 68))
+    broken = points.copy()
+    broken[0, 48:68] = broken[0, 48:68][::-1] + np.array([0.0, -60.0], np.float32)  # the mouth on the eyes
+    broken_points, broken_face = bundled.scores(broken, np.zeros((1, 68), np.float32))
     assert broken_face[0] < 0.1 * calm_face[0] and broken_points[0, 48:68].mean() < calm_points[0, 48:68].mean()
     for values in (calm_points, calm_face, broken_points, broken_face):
         assert ((values >= 0) & (values <= 1)).all()

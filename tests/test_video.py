@@ -9,7 +9,6 @@ import shutil
 import cv2
 import numpy as np
 import pytest
-import torch
 from PIL import Image
 
 from fkd_cli.inputs import is_video
@@ -119,19 +118,19 @@ def test_ctrl_c_ends_a_stream_cleanly(clip, tmp_path):
 
 def test_one_euro_filter_calms_a_still_face_and_follows_a_moving_one():
     rng = np.random.default_rng(0)
-    base = torch.tensor(np.random.default_rng(1).uniform(100, 200, (68, 2)), dtype=torch.float32)
+    base = np.random.default_rng(1).uniform(100, 200, (68, 2)).astype(np.float32)
     smooth = OneEuroFilter(min_cutoff=0.5, beta=40.0)
     noisy, filtered = [], []
     for f in range(60):
-        x = base + torch.tensor(rng.normal(0, 0.5, (68, 2)), dtype=torch.float32)
+        x = base + rng.normal(0, 0.5, (68, 2)).astype(np.float32)
         noisy.append(x)
         filtered.append(smooth(x, f / 30))
-    step = lambda seq: float(np.mean([(b - a).norm(dim=1).mean() for a, b in zip(seq[20:], seq[21:])]))  # noqa: E731
+    step = lambda seq: float(np.mean([np.linalg.norm(b - a, axis=1).mean() for a, b in zip(seq[20:], seq[21:])]))  # noqa: E731
     assert step(filtered) < 0.5 * step(noisy)
     moving = OneEuroFilter(min_cutoff=0.5, beta=40.0)
     for f in range(30):  # 3 px a frame: about one face size a second
         out = moving(base + 3.0 * f, f / 30)
-    assert float((out - (base + 3.0 * 29)).norm(dim=1).mean()) < 3.0  # within a frame's motion of the truth
+    assert float(np.linalg.norm(out - (base + 3.0 * 29), axis=1).mean()) < 3.0  # within a frame's motion of the truth
 
 
 def test_tracker_api_frame_by_frame(face):
@@ -143,7 +142,7 @@ def test_tracker_api_frame_by_frame(face):
     for f in range(5):
         canvas = np.full((SIZE[1], SIZE[0], 3), 70, np.uint8)
         canvas[60:170, 10 + 6 * f:120 + 6 * f] = face
-        found = tracker.update(torch.from_numpy(canvas).permute(2, 0, 1).contiguous(), f / 10)
+        found = tracker.update(canvas, f / 10)
         ids.append(found.tracks)
         assert found.faces[0].keypoints.shape == (68, 2)
     assert ids == [[1]] * 5
