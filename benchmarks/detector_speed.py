@@ -8,7 +8,7 @@ annotated face, as `fkd evaluate` matches it).
     python benchmarks/detector_speed.py --data-dir data --pasted pasted --against /tmp/fkd-old
 
 With `--against`, the fkd_cli of that checkout is loaded beside this one (as a second package, so its
-code runs; model files come from this checkout's assets) and the two detectors take turns on every
+code runs, with its own detector network files) and the two detectors take turns on every
 photo, in alternating order: on a shared machine whose speed drifts by 30% from minute to minute, only
 timings taken side by side like this give a ratio that means something.
 """
@@ -16,8 +16,10 @@ timings taken side by side like this give a ratio that means something.
 from __future__ import annotations
 
 import argparse
+import importlib.resources
 import importlib.util
 import sys
+import types
 import time
 from pathlib import Path
 
@@ -31,6 +33,10 @@ def load_other_package(root: Path, name: str = "fkd_other"):
     module = importlib.util.module_from_spec(spec)
     sys.modules[name] = module
     spec.loader.exec_module(module)
+    # its detector's network files are its own (they change with the code): `resources.files("fkd_cli")`
+    # inside it would find this checkout's installed package, so it is pointed at its own folder
+    mtcnn = importlib.import_module(f"{name}.mtcnn")
+    mtcnn.resources = types.SimpleNamespace(files=lambda package: init.parent, as_file=importlib.resources.as_file)
     return importlib.import_module(f"{name}.detect"), importlib.import_module(f"{name}.images")
 
 

@@ -126,7 +126,9 @@ class MTCNN:
         boxes = square(regress(boxes[keep], offsets[keep])).astype(np.float32)
 
         # stages 2 and 3: re-score and refine on fixed-size crops, which the stages cut from the photo
-        photo = cv2.dnn.blobFromImage(pixels)  # (1, 3, H, W) float32, 0..255
+        # (1, 3, H, W) float32, 0..255; numpy's strided copy, not blobFromImage: 1 ms against 5 ms a 640x480
+        # photo here (the detector went from 30.5 to 25 ms a photo, alternated in one process)
+        photo = np.ascontiguousarray(pixels.transpose(2, 0, 1))[None]
         for stage, net in enumerate((self.rnet, self.onet), start=1):
             offsets, scores = net(photo, boxes)
             passed = scores > self.thresholds[stage]
