@@ -28,7 +28,8 @@ import argparse
 import time
 from pathlib import Path
 
-VARIANTS = ("base", "template", "square", "png-float", "lr1e-3", "lr1e-4", "dropout0", "xavier", "kaiming", "centred")
+VARIANTS = ("base", "template", "square", "png-float", "lr1e-3", "lr1e-4", "dropout0", "xavier", "kaiming", "centred",
+            "batchnorm", "wd0")
 
 
 def template_sample(image, points, rng, square: bool):
@@ -94,8 +95,16 @@ def main() -> None:
                 else:
                     torch.nn.init.kaiming_normal_(module.weight, nonlinearity="relu")
                 torch.nn.init.zeros_(module.bias)
+    if variant == "batchnorm":  # a BatchNorm after every conv (not in the original's README): does normalising help?
+        layers = []
+        for layer in model.features:
+            layers.append(layer)
+            if isinstance(layer, torch.nn.Conv2d):
+                layers.append(torch.nn.BatchNorm2d(layer.out_channels))
+        model.features = torch.nn.Sequential(*layers)
     lr = {"lr1e-3": 1e-3, "lr1e-4": 1e-4}.get(variant, cfg.lr)
-    optimizer = torch.optim.Adam(model.parameters(), lr=lr, weight_decay=cfg.weight_decay)
+    weight_decay = 0.0 if variant == "wd0" else cfg.weight_decay  # Adam's L2 term, not decoupled (AdamW)
+    optimizer = torch.optim.Adam(model.parameters(), lr=lr, weight_decay=weight_decay)
 
     if variant in ("template", "square"):
         rng = np.random.default_rng(0)

@@ -40,6 +40,7 @@ def measure(config: str, data_dir: str, steps: int, threads: int) -> dict:
     trainer = Trainer(cfg, data_dir, device="cpu")
     trainer.setup_device()
     trainer.pp, trainer.loader = pp, DataLoader(dataset, batch_size=cfg.batch_size, shuffle=True, drop_last=True)
+    trainer.teacher = None  # build_data (skipped here) sets it; the bundled configs distil from no teacher
     trainer.build_model()
     model = trainer.model
     model.train()
