@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-import torch
+import numpy as np
 
 from fkd_cli.data import ImageCache, load_split
 from fkd_cli.distill import contract_difference
@@ -26,8 +26,8 @@ class MeanBackend:
     def __init__(self, backends):
         self.backends = backends
 
-    def __call__(self, x: torch.Tensor) -> torch.Tensor:
-        return torch.stack([backend(x) for backend in self.backends]).mean(0)
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        return np.stack([backend(x) for backend in self.backends]).mean(0)
 
 
 def main() -> None:

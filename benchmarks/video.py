@@ -138,10 +138,10 @@ def run(predictor, path: Path, truth, options, annotated: Path | None):
     def on_frame(index, t, found):
         assigned = {}
         for face, track in zip(found.faces, found.tracks):
-            centre = face.keypoints.numpy().mean(0)
+            centre = np.asarray(face.keypoints).mean(0)
             k = min(truth[index], key=lambda j: np.linalg.norm(truth[index][j].mean(0) - centre), default=None)
             if k is not None and np.linalg.norm(truth[index][k].mean(0) - centre) < 60:
-                assigned[k] = (track, face.keypoints.numpy())
+                assigned[k] = (track, np.asarray(face.keypoints))
         frames.append(assigned)
 
     started = time.perf_counter()

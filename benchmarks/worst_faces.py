@@ -29,7 +29,7 @@ def draw(result, keypoints, images, order, out: Path, pixels: bool) -> None:
     for ax, i in zip(axes.flat, order):
         gt, pred = keypoints[i].numpy(), result.predictions[i].numpy()
         if pixels:
-            ax.imshow(images[i].permute(1, 2, 0).numpy())
+            ax.imshow(images[i])
         for a, b in edges:
             ax.plot(gt[[a, b], 0], gt[[a, b], 1], color="tab:green", lw=1.2)
             ax.plot(pred[[a, b], 0], pred[[a, b], 1], color="tab:red", lw=1.2)
