@@ -103,6 +103,45 @@ class FkdNet(nn.Module):
         return self.head(self.features(x))
 
 
+def separable(cin: int, cout: int, stride: int = 1, relu: bool = True) -> nn.Sequential:
+    """A depthwise 3x3 conv then a pointwise 1x1 (MobileNet's): about a ninth of a 3x3 conv's work."""
+    layers = [nn.Conv2d(cin, cin, 3, stride, 1, groups=cin, bias=False), nn.BatchNorm2d(cin), nn.ReLU(inplace=True),
+              nn.Conv2d(cin, cout, 1, bias=False), nn.BatchNorm2d(cout)]
+    return nn.Sequential(*layers, nn.ReLU(inplace=True)) if relu else nn.Sequential(*layers)
+
+
+class SeparableResidual(nn.Module):
+    """Residual with depthwise-separable convs in place of the two 3x3 convs."""
+
+    def __init__(self, channels: int):
+        super().__init__()
+        self.body = nn.Sequential(separable(channels, channels), separable(channels, channels, relu=False))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.relu(x + self.body(x))
+
+
+class FkdNetSeparable(FkdNet):
+    """FkdNet's layout with depthwise-separable convs after the stem: at width 48 about a third of
+    FkdNet-32's multiply-adds (16 M against 45 M a 96-px crop) and 2.4x faster on ONNX Runtime, one thread
+    (README, Speed). The stem stays a full 3x3 conv: on three input channels a depthwise conv sees no colour."""
+
+    def __init__(self, num_keypoints: int, in_channels: int, input_size: int, dropout: float = 0.0, width: int = 48,
+                 hidden: int = 0):
+        super().__init__(num_keypoints, in_channels, input_size, dropout, width, hidden)
+        w = width
+        self.features = nn.Sequential(
+            conv_bn(in_channels, w, 2),  # 1/2
+            separable(w, w, 2),  # 1/4
+            SeparableResidual(w),
+            separable(w, 2 * w, 2),  # 1/8
+            SeparableResidual(2 * w),
+            separable(2 * w, 4 * w, 2),  # 1/16
+            SeparableResidual(4 * w),
+            nn.Conv2d(4 * w, 2 * w, 1, bias=False), nn.BatchNorm2d(2 * w), nn.ReLU(inplace=True),
+        )  # the same final grid and channels as FkdNet's, so the head built by FkdNet fits
+
+
 class SoftArgmax2d(nn.Module):
     """Heatmaps (N, K, H, W) -> expected (x, y) per map in [-1, 1] crop units (integral regression).
 
@@ -154,15 +193,16 @@ MODELS: dict[str, Callable[..., nn.Module]] = {
     "seed-first": SeedFirst,
     "seed-final": SeedFinal,
     "fkdnet": FkdNet,
+    "fkdnet-sep": FkdNetSeparable,
 }
 
 
 def model_kwargs(name: str, cfg) -> dict:
     """The architecture arguments a config implies (saved in the checkpoint to rebuild the model)."""
     kwargs = {"in_channels": cfg.channels, "input_size": cfg.input_size, "dropout": cfg.dropout}
-    if name in ("fkdnet", "fkdnet-hm"):
+    if name in ("fkdnet", "fkdnet-sep", "fkdnet-hm"):
         kwargs["width"] = cfg.width
-    if name == "fkdnet":
+    if name in ("fkdnet", "fkdnet-sep"):
         kwargs["hidden"] = cfg.head_hidden
     return kwargs
 

@@ -9,7 +9,7 @@ import torch
 from fkd_cli.export import PREPROCESS_KEY, export_model
 from fkd_cli.errors import FkdError
 
-from .helpers import invoke, one_line_error
+from .helpers import TINY, invoke, one_line_error, sets
 
 onnx = pytest.importorskip("onnx")
 
@@ -65,6 +65,25 @@ def test_parity_rows_cover_batches_and_inputs(tiny_run, tmp_path):
     (result,) = export_model(tiny_run / "model.pth", "onnx", tmp_path / "m.onnx")
     assert {(r["input"], r["batch"]) for r in result.parity} == {("random", 1), ("random", 8), ("image crops", 1), ("image crops", 8)}
     assert max(r["max"] for r in result.parity) <= 1e-3
+
+
+def test_separable_network_trains_exports_and_agrees(dataset, tmp_path):
+    """`model: fkdnet-sep` (depthwise-separable convs, the leaner network of the README's speed section)
+    goes the whole way: trains, folds its BatchNorms, exports with the parity check passed, and predicts
+    the same keypoints on ONNX Runtime as on PyTorch."""
+    from fkd_cli import load_model
+
+    out = tmp_path / "sep"
+    args = ["--config", "fkd-best", "--data-dir", dataset, "--out", out, "--quiet", *sets(TINY), "--set", "model=fkdnet-sep"]
+    result = invoke("train", *args)
+    assert result.exit_code == 0, result.output
+    assert torch.load(out / "model.pth", weights_only=True)["arch"] == "fkdnet-sep"
+    (exported,) = export_model(out / "model.pth", "onnx", tmp_path / "sep.onnx")
+    assert max(r["max"] for r in exported.parity) <= 1e-3
+    photo = next((dataset / "test").iterdir())
+    on_onnx = load_model(out / "model.pth", detector="none").predict(photo).keypoints
+    on_torch = load_model(out / "model.pth", detector="none", backend="pytorch").predict(photo).keypoints
+    assert on_onnx.shape == on_torch.shape and abs(on_onnx - on_torch).max() <= 1e-3
 
 
 def test_failed_check_leaves_no_file(tiny_run, tmp_path, monkeypatch):

@@ -1,0 +1,101 @@
+"""Network cost before training: multiply-adds, parameters and ONNX Runtime milliseconds a face for
+candidate architectures, measured on untrained weights (the cost does not depend on their values).
+
+    python benchmarks/arch_speed.py [--rounds 5] [--size 96]
+
+Each candidate is built by name (`fkd_cli.models`), its BatchNorms folded as inference does, exported to
+ONNX in memory and run by ONNX Runtime on one thread at batch 2: one face with flip TTA, as the default
+path runs it. The candidates take turns in every round (this machine's speed drifts); each figure is
+the median over rounds of the mean of 100 calls.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import statistics
+import time
+import warnings
+
+import numpy as np
+
+CANDIDATES = (  # (label, model name, width): the bundled network first, then leaner ones
+    ("fkdnet, width 32 (bundled)", "fkdnet", 32),
+    ("fkdnet, width 24", "fkdnet", 24),
+    ("fkdnet-sep, width 32", "fkdnet-sep", 32),
+    ("fkdnet-sep, width 48", "fkdnet-sep", 48),
+    ("fkdnet-sep, width 64", "fkdnet-sep", 64),
+)
+
+
+def multiply_adds(model, size: int) -> int:
+    import torch
+    from torch import nn
+
+    total = 0
+
+    def count(module, _, output):
+        nonlocal total
+        if isinstance(module, nn.Conv2d):
+            total += output.numel() * module.in_channels // module.groups * module.kernel_size[0] * module.kernel_size[1]
+        elif isinstance(module, nn.Linear):
+            total += module.in_features * module.out_features
+
+    hooks = [m.register_forward_hook(count) for m in model.modules()]
+    with torch.no_grad():
+        model(torch.zeros(1, 3, size, size))
+    for hook in hooks:
+        hook.remove()
+    return total
+
+
+def session(model, size: int):
+    import onnxruntime as ort
+    import torch
+
+    buffer = io.BytesIO()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(model, torch.zeros(2, 3, size, size), buffer, input_names=["input"],
+                          dynamic_axes={"input": {0: "n"}}, dynamo=False)
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = options.inter_op_num_threads = 1
+    return ort.InferenceSession(buffer.getvalue(), options, providers=["CPUExecutionProvider"])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--size", type=int, default=96)
+    args = parser.parse_args()
+
+    import torch
+
+    from fkd_cli.models import build_model, fuse_for_inference
+
+    torch.set_num_threads(1)
+    rows = []
+    for label, name, width in CANDIDATES:
+        model = build_model(name, 68, in_channels=3, input_size=args.size, dropout=0.0, width=width, hidden=256).eval()
+        rows.append([label, multiply_adds(model, args.size), sum(p.numel() for p in model.parameters()),
+                     session(fuse_for_inference(model), args.size), []])
+    x = np.random.default_rng(0).normal(0, 1, (2, 3, args.size, args.size)).astype(np.float32)
+    for _ in range(args.rounds):
+        for row in rows:
+            run = row[3]
+            for _ in range(10):
+                run.run(None, {"input": x})
+            started = time.perf_counter()
+            for _ in range(100):
+                run.run(None, {"input": x})
+            row[4].append(1000 * (time.perf_counter() - started) / 100)
+    base = statistics.median(rows[0][4])
+    print(f"{args.size}-px crops, one face = 2 crops (flip TTA), ONNX Runtime, one thread, median of {args.rounds} rounds")
+    print(f"{'network':<28} {'M MACs/crop':>11} {'M params':>9} {'ms/face':>8} {'speed-up':>9}")
+    for label, macs, params, _, times in rows:
+        ms = statistics.median(times)
+        print(f"{label:<28} {macs / 1e6:>11.1f} {params / 1e6:>9.2f} {ms:>8.3f} {base / ms:>8.2f}x")
+
+
+if __name__ == "__main__":
+    main()
