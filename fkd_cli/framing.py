@@ -275,6 +275,7 @@ def to_input(crops: np.ndarray, pp: Preprocess) -> np.ndarray:
 
 
 def crop_points_to_targets(points, pp: Preprocess):
+    """Crop pixels -> the network's target units (numpy arrays or tensors: training computes on tensors)."""
     return (points - pp.target_offset) / pp.target_scale
 
 
