@@ -75,37 +75,6 @@ class Residual(nn.Module):
         return torch.relu(x + self.body(x))
 
 
-class FkdNet(nn.Module):
-    """Our face-crop regressor: a small ResNet at 1/4..1/16 resolution, then a fully connected head
-    on the flattened final grid (flattening keeps *where* features are, which coordinates need)."""
-
-    def __init__(self, num_keypoints: int, in_channels: int, input_size: int, dropout: float = 0.0, width: int = 32,
-                 hidden: int = 0):
-        super().__init__()
-        self.features = self.make_features(in_channels, width)
-        flat = _flat_features(self.features, in_channels, input_size)
-        # a hidden layer lets the head model the face's global shape, not just map features linearly
-        layers = [nn.Linear(flat, hidden), nn.ReLU(inplace=True), nn.Linear(hidden, 2 * num_keypoints)] if hidden else [
-            nn.Linear(flat, 2 * num_keypoints)]
-        self.head = nn.Sequential(nn.Flatten(), nn.Dropout(dropout), *layers)
-
-    @staticmethod
-    def make_features(in_channels: int, w: int) -> nn.Sequential:
-        return nn.Sequential(
-            conv_bn(in_channels, w, 2),  # 1/2
-            conv_bn(w, w, 2),  # 1/4
-            Residual(w),
-            conv_bn(w, 2 * w, 2),  # 1/8
-            Residual(2 * w),
-            conv_bn(2 * w, 4 * w, 2),  # 1/16
-            Residual(4 * w),
-            nn.Conv2d(4 * w, 2 * w, 1, bias=False), nn.BatchNorm2d(2 * w), nn.ReLU(inplace=True),
-        )
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head(self.features(x))
-
-
 def separable(cin: int, cout: int, stride: int = 1, relu: bool = True) -> nn.Sequential:
     """A depthwise 3x3 conv then a pointwise 1x1 (MobileNet's): about a ninth of a 3x3 conv's work."""
     layers = [nn.Conv2d(cin, cin, 3, stride, 1, groups=cin, bias=False), nn.BatchNorm2d(cin), nn.ReLU(inplace=True),
@@ -124,6 +93,39 @@ class SeparableResidual(nn.Module):
         return torch.relu(x + self.body(x))
 
 
+class FkdNet(nn.Module):
+    """Our face-crop regressor: a small ResNet at 1/4..1/16 resolution, then a fully connected head
+    on the flattened final grid (flattening keeps *where* features are, which coordinates need)."""
+
+    def __init__(self, num_keypoints: int, in_channels: int, input_size: int, dropout: float = 0.0, width: int = 32,
+                 hidden: int = 0):
+        super().__init__()
+        self.features = self.make_features(in_channels, width)
+        flat = _flat_features(self.features, in_channels, input_size)
+        # a hidden layer lets the head model the face's global shape, not just map features linearly
+        layers = [nn.Linear(flat, hidden), nn.ReLU(inplace=True), nn.Linear(hidden, 2 * num_keypoints)] if hidden else [
+            nn.Linear(flat, 2 * num_keypoints)]
+        self.head = nn.Sequential(nn.Flatten(), nn.Dropout(dropout), *layers)
+
+    down = staticmethod(conv_bn)  # a strided layer that halves the grid
+    block = Residual  # the residual block at each resolution
+
+    def make_features(self, in_channels: int, w: int) -> nn.Sequential:
+        return nn.Sequential(
+            conv_bn(in_channels, w, 2),  # 1/2
+            self.down(w, w, 2),  # 1/4
+            self.block(w),
+            self.down(w, 2 * w, 2),  # 1/8
+            self.block(2 * w),
+            self.down(2 * w, 4 * w, 2),  # 1/16
+            self.block(4 * w),
+            nn.Conv2d(4 * w, 2 * w, 1, bias=False), nn.BatchNorm2d(2 * w), nn.ReLU(inplace=True),
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.features(x))
+
+
 class FkdNetSeparable(FkdNet):
     """FkdNet's layout with depthwise-separable convs after the stem: at width 48 about a third of
     FkdNet-32's multiply-adds (16 M against 45 M a 96-px crop) and 2.3x faster on ONNX Runtime, one thread
@@ -133,18 +135,8 @@ class FkdNetSeparable(FkdNet):
                  hidden: int = 0):
         super().__init__(num_keypoints, in_channels, input_size, dropout, width, hidden)
 
-    @staticmethod
-    def make_features(in_channels: int, w: int) -> nn.Sequential:
-        return nn.Sequential(
-            conv_bn(in_channels, w, 2),  # 1/2
-            separable(w, w, 2),  # 1/4
-            SeparableResidual(w),
-            separable(w, 2 * w, 2),  # 1/8
-            SeparableResidual(2 * w),
-            separable(2 * w, 4 * w, 2),  # 1/16
-            SeparableResidual(4 * w),
-            nn.Conv2d(4 * w, 2 * w, 1, bias=False), nn.BatchNorm2d(2 * w), nn.ReLU(inplace=True),
-        )
+    down = staticmethod(separable)
+    block = SeparableResidual
 
 
 class SoftArgmax2d(nn.Module):
