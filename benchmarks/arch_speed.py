@@ -25,6 +25,7 @@ CANDIDATES = (  # (label, model name, width): the bundled network first, then le
     ("fkdnet-sep, width 32", "fkdnet-sep", 32),
     ("fkdnet-sep, width 48", "fkdnet-sep", 48),
     ("fkdnet-sep, width 64", "fkdnet-sep", 64),
+    ("fkdnet-hybrid, width 32", "fkdnet-hybrid", 32),
 )
 
 

@@ -56,7 +56,7 @@ class Config:
     color_jitter: float = 0.2  # brightness/contrast/saturation strength; 0 = off
     grayscale_prob: float = 0.0  # chance of turning a training crop grey
     # --- model ---
-    model: str = "fkdnet"  # architecture: fkdnet, fkdnet-sep (depthwise-separable, leaner), fkdnet-hm, seed-first, seed-final
+    model: str = "fkdnet"  # architecture: fkdnet, fkdnet-sep and fkdnet-hybrid (leaner: depthwise-separable convs), fkdnet-hm, seed-first, seed-final
     width: int = 32  # base channel count for our own architectures
     head_hidden: int = 256  # fkdnet: width of the hidden layer of the regression head (0 = linear head)
     dropout: float = 0.0  # dropout before the regression head

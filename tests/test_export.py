@@ -67,17 +67,18 @@ def test_parity_rows_cover_batches_and_inputs(tiny_run, tmp_path):
     assert max(r["max"] for r in result.parity) <= 1e-3
 
 
-def test_separable_network_trains_exports_and_agrees(dataset, tmp_path):
-    """`model: fkdnet-sep` (depthwise-separable convs, the leaner network of the README's speed section)
-    goes the whole way: trains, folds its BatchNorms, exports with the parity check passed, and predicts
-    the same keypoints on ONNX Runtime as on PyTorch."""
+@pytest.mark.parametrize("arch", ["fkdnet-sep", "fkdnet-hybrid"])
+def test_leaner_networks_train_export_and_agree(dataset, tmp_path, arch):
+    """The leaner networks of the README's speed section (depthwise-separable convs) go the whole way:
+    train, fold their BatchNorms, export with the parity check passed, and predict the same keypoints on
+    ONNX Runtime as on PyTorch."""
     from fkd_cli import load_model
 
     out = tmp_path / "sep"
-    args = ["--config", "fkd-best", "--data-dir", dataset, "--out", out, "--quiet", *sets(TINY), "--set", "model=fkdnet-sep"]
+    args = ["--config", "fkd-best", "--data-dir", dataset, "--out", out, "--quiet", *sets(TINY), "--set", f"model={arch}"]
     result = invoke("train", *args)
     assert result.exit_code == 0, result.output
-    assert torch.load(out / "model.pth", weights_only=True)["arch"] == "fkdnet-sep"
+    assert torch.load(out / "model.pth", weights_only=True)["arch"] == arch
     (exported,) = export_model(out / "model.pth", "onnx", tmp_path / "sep.onnx")
     assert max(r["max"] for r in exported.parity) <= 1e-3
     photo = next((dataset / "test").iterdir())
