@@ -14,9 +14,11 @@ import torch
 from torch import nn
 
 from .errors import FkdError
-from .mtcnn import NORM_MEAN, NORM_SCALE, WEIGHTS
+from .mtcnn import NORM_MEAN, NORM_SCALE
 from . import tv  # noqa: F401  (torchvision without torch._dynamo)
 from torchvision.ops import roi_align  # noqa: E402
+
+WEIGHTS = "mtcnn.pth"  # the three networks' state dicts, in assets/
 
 class PNet(nn.Module):
     """12x12 proposal net, fully convolutional: a face score and a box offset every 2 pixels."""
