@@ -21,9 +21,8 @@ def set_threads(threads: int) -> int:
     """`--threads N` (0 keeps the defaults): ONNX Runtime sessions made from now on, and PyTorch."""
     global _chosen
     _chosen = threads
-    torch = sys.modules.get("torch")
-    if threads and torch is not None:
-        torch.set_num_threads(threads)
+    if "torch" in sys.modules:  # else PyTorch gets it when it is first put to work (apply_to_torch)
+        apply_to_torch()
     return threads
 
 
