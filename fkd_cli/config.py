@@ -32,7 +32,7 @@ class Config:
     regions: dict[str, list[int]] | None = None  # named keypoint groups for the API and JSON; None = iBUG-68's for 68
     fraction: float = 1.0  # share of training/ to use (seeded), for quick smoke runs
     # --- framing: how a face is cut out before the network sees it (stored in the checkpoint) ---
-    framing: str = "face"  # face: square crop around a face box; frame: whole image (original project)
+    framing: str = "face"  # face: square crop around a face box; frame: shorter side to frame_resize, then a square crop (the Udacity template); squash: the whole image resized to input_size square, aspect not kept (the original project's own code)
     input_size: int = 96  # network input side in pixels
     channels: int = 3  # 3 = RGB, 1 = grayscale
     face_margin: float = 1.25  # face framing: crop side = margin x longer side of the landmark box
@@ -56,7 +56,7 @@ class Config:
     color_jitter: float = 0.2  # brightness/contrast/saturation strength; 0 = off
     grayscale_prob: float = 0.0  # chance of turning a training crop grey
     # --- model ---
-    model: str = "fkdnet"  # architecture: fkdnet, fkdnet-sep and fkdnet-hybrid (leaner: depthwise-separable convs), fkdnet-hm, seed-first, seed-final
+    model: str = "fkdnet"  # architecture: fkdnet, fkdnet-sep and fkdnet-hybrid (leaner: depthwise-separable convs), fkdnet-hm, seed-first, seed-final, seed-final-bn
     width: int = 32  # base channel count for our own architectures
     head_hidden: int = 256  # fkdnet: width of the hidden layer of the regression head (0 = linear head)
     dropout: float = 0.0  # dropout before the regression head
@@ -80,7 +80,7 @@ class Config:
 
 CHOICES = {
     "validation": ("split", "test"),
-    "framing": ("face", "frame"),
+    "framing": ("face", "frame", "squash"),
     "optimizer": ("adam", "adamw", "sgd"),
     "schedule": ("constant", "cosine", "onecycle"),
     "loss": ("mse", "l1", "smooth_l1", "wing"),

@@ -11,9 +11,9 @@ from torch.utils.data import Dataset
 
 from .config import Config
 from .errors import FkdError
-from .framing import Preprocess, crop, crop_points_to_targets, to_input
+from .framing import Box, Preprocess, box_sides, crop, crop_points_to_targets, to_input
 from .images import read_image
-from .metrics import seed_units_per_pixel
+from .metrics import seed_units_per_pixel, squash_units_per_pixel
 from .tv import F, tv_tensors, v2
 
 SPLIT_FILES = {"training": "training_frames_keypoints.csv", "test": "test_frames_keypoints.csv"}
@@ -164,7 +164,7 @@ class KeypointDataset(Dataset):
     def __len__(self) -> int:
         return len(self.images)
 
-    def _box(self, index: int, image: np.ndarray, points: torch.Tensor) -> tuple[int, int, int]:
+    def _box(self, index: int, image: np.ndarray, points: torch.Tensor) -> Box:
         height, width = image.shape[:2]
         framer = self.pp.framer
         if not self.train:
@@ -191,7 +191,11 @@ class KeypointDataset(Dataset):
             img = self.photometric(img)
         x = torch.from_numpy(to_input(img.as_subclass(torch.Tensor).permute(1, 2, 0).numpy()[None], self.pp)[0])
         target = crop_points_to_targets(kp.as_subclass(torch.Tensor).float(), self.pp).reshape(-1)
-        crop_pixel = box[2] / self.pp.input_size  # image pixels per crop pixel
-        unit = self.pp.target_scale * crop_pixel * seed_units_per_pixel(min(image.shape[:2]))
+        crop_pixel = box_sides(box)[0] / self.pp.input_size  # image pixels per crop pixel (along x)
+        if self.pp.framing == "squash":  # the original code's own frame: the same unit along x and y
+            per_pixel = float(squash_units_per_pixel(torch.tensor([image.shape[:2]], dtype=torch.float64))[0, 0])
+        else:
+            per_pixel = seed_units_per_pixel(min(image.shape[:2]))
+        unit = self.pp.target_scale * crop_pixel * per_pixel
         return x, target, torch.tensor(unit, dtype=torch.float32)
 

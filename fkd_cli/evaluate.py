@@ -61,7 +61,8 @@ def evaluate(predictor: Predictor, images: ImageCache, keypoints: torch.Tensor, 
     spread = None if spread is None else torch.from_numpy(spread)
     sizes = torch.tensor([list(img.shape[:2]) for img in all_images], dtype=torch.float32)
     norm = predictor.pp.norm_points or [0, 1]
-    metrics = summarize(predictions, keypoints, sizes, norm)
+    # a squash model's own units are the original code's: its figures line up with that code's losses
+    metrics = summarize(predictions, keypoints, sizes, norm, squash=predictor.pp.framing == "squash")
     metrics["missed"] = sum(missed)
     names = [Path(p).name for p in images.paths] if hasattr(images, "paths") else None
     return EvalResult(metrics, per_image_nme(predictions, keypoints, norm), torch.tensor(missed, dtype=torch.bool), predictions, spread,

@@ -1,11 +1,14 @@
 """The one preprocessing path: where the crop comes from, how it becomes a tensor, and how the
 network's output goes back to original-image pixels. Train, evaluate, predict and export all use it.
 
-A crop is always a square `box = (left, top, side)` in image pixels (integers, so that the pixel
-grid of the crop is exact), resized to `input_size`. Both framings are squares:
-- `frame` (the original project): rescale the shorter side to `frame_resize`, crop `input_size`;
-  that is a square of side `min(H, W) * input_size / frame_resize`, centred (random in training).
+A crop is a `box` in image pixels (integers, so that the pixel grid of the crop is exact), resized to
+`input_size` square: a square `(left, top, side)` for two framings, a rectangle `(left, top, width,
+height)` for the third:
 - `face`: a square around a face box, `face_margin` times the longer side of the landmark box.
+- `frame` (the Udacity template): rescale the shorter side to `frame_resize`, crop `input_size`;
+  that is a square of side `min(H, W) * input_size / frame_resize`, centred (random in training).
+- `squash` (the original project's own code): the whole image, resized to `input_size` square
+  whatever its shape (aspect not kept), in training as in use.
 """
 
 from __future__ import annotations
@@ -141,6 +144,11 @@ def frame_box(width: int, height: int, pp: Preprocess) -> tuple[int, int, int]:
     return square(width / 2, height / 2, side)
 
 
+def box_sides(box) -> tuple[int, int]:
+    """(width, height) of a box: a square `(left, top, side)` or a rectangle `(left, top, width, height)`."""
+    return (box[2], box[3]) if len(box) == 4 else (box[2], box[2])
+
+
 def whole_image_box(width: int, height: int) -> tuple[int, int, int]:
     """The fallback when no face was detected: a square holding the whole image."""
     return square(width / 2, height / 2, max(width, height))
@@ -148,7 +156,7 @@ def whole_image_box(width: int, height: int) -> tuple[int, int, int]:
 
 # ---- the two framings --------------------------------------------------------------------------
 
-Box = tuple[int, int, int]  # left, top, side of a square crop, in image pixels
+Box = tuple[int, ...]  # (left, top, side) of a square crop, or (left, top, width, height), in image pixels
 
 
 class FaceFraming:
@@ -225,7 +233,29 @@ class FrameFraming:
         return left, top, side
 
 
-FRAMINGS = {"face": FaceFraming, "frame": FrameFraming}
+class SquashFraming:
+    """The original project's own pipeline (its `Rescale((224, 224))`): the whole image, resized to the
+    input square whatever its shape, with no crop and no randomness in training either."""
+
+    uses_detector = False
+
+    def __init__(self, pp: Preprocess):
+        self.pp = pp
+
+    def initial_box(self, width: int, height: int, detection_box=None, detector: str = "none") -> Box:
+        return 0, 0, width, height
+
+    def truth_box(self, width: int, height: int, points) -> Box:
+        return 0, 0, width, height
+
+    def recrop_box(self, points) -> Box | None:
+        return None
+
+    def training_box(self, width: int, height: int, points, detected: Box | None, cfg: Config) -> Box:
+        return 0, 0, width, height
+
+
+FRAMINGS = {"face": FaceFraming, "frame": FrameFraming, "squash": SquashFraming}
 
 
 # ---- crops and tensors ------------------------------------------------------------------------
@@ -240,24 +270,25 @@ def crop(image: np.ndarray, box: tuple[int, int, int], size: int, keypoints: np.
     than 2 levels apart (a test holds them to that), so models trained through either agree; and
     predicting need not import torch (README, Speed).
     """
-    left, top, side = box
+    left, top = box[:2]
+    box_width, box_height = box_sides(box)
     height, width = image.shape[:2]
-    right, bottom = left + side, top + side
+    right, bottom = left + box_width, top + box_height
     if left < 0 or top < 0 or right > width or bottom > height:
-        pixels = np.zeros((side, side, image.shape[2]), np.uint8)
+        pixels = np.zeros((box_height, box_width, image.shape[2]), np.uint8)
         y0, y1, x0, x1 = max(top, 0), min(bottom, height), max(left, 0), min(right, width)
         if y1 > y0 and x1 > x0:
             pixels[y0 - top:y1 - top, x0 - left:x1 - left] = image[y0:y1, x0:x1]
     else:
         pixels = image[top:bottom, left:right]
-    if side != size:
+    if (box_width, box_height) != (size, size):
         pixels = np.asarray(Image.fromarray(np.ascontiguousarray(pixels)).resize((size, size), Image.Resampling.BILINEAR))
     if keypoints is None:
         return pixels, None
     keypoints = np.asarray(keypoints, dtype=np.float32)
     moved = keypoints - np.array([left, top], dtype=np.float32)
-    if side != size:
-        moved = (moved * np.float32(size / side)).astype(np.float32)
+    if (box_width, box_height) != (size, size):
+        moved = (moved * np.array([size / box_width, size / box_height], dtype=np.float32)).astype(np.float32)
     return pixels, moved
 
 
@@ -285,10 +316,11 @@ def outputs_to_crop_points(outputs: np.ndarray, pp: Preprocess) -> np.ndarray:
 
 
 def crop_points_to_image(points: np.ndarray, boxes: np.ndarray, size: int) -> np.ndarray:
-    """The one mapping back to original-image pixels: crop pixels (N, K, 2) + boxes (N, 3) -> image pixels."""
-    boxes = np.asarray(boxes, dtype=points.dtype).reshape(-1, 3)
-    scale = (boxes[:, 2] / size).reshape(-1, 1, 1)
-    return points * scale + boxes[:, None, :2]
+    """The one mapping back to original-image pixels: crop pixels (N, K, 2) + boxes (N, 3 or 4) -> image pixels."""
+    boxes = np.asarray(boxes, dtype=points.dtype)
+    boxes = boxes.reshape(-1, boxes.shape[-1] if boxes.size else 3)
+    sides = boxes[:, 2:4] if boxes.shape[1] == 4 else boxes[:, 2:3]  # (width, height), or one side for both
+    return points * (sides / size)[:, None, :] + boxes[:, None, :2]
 
 
 def flip_crop_points(points: np.ndarray, pp: Preprocess) -> np.ndarray:

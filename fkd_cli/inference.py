@@ -23,7 +23,7 @@ from .landmarks import default_regions
 from .confidence import Confidence
 from .geometry3d import head_pose
 from .results import FaceResult, ImageResult
-from .framing import Box, Preprocess, crop, crop_points_to_image, flip_crop_points, outputs_to_crop_points, to_input
+from .framing import Box, Preprocess, box_sides, crop, crop_points_to_image, flip_crop_points, outputs_to_crop_points, to_input
 
 WHOLE_IMAGE_EXTRA_STEPS = 2
 
@@ -154,8 +154,9 @@ class Predictor:
 
     def detect(self, image: np.ndarray) -> list[Detection]:
         if not self.framer.uses_detector:  # the whole frame is the one "face"
-            left, top, side = self.initial_box(image, None)
-            return [Detection((float(left), float(top), float(left + side), float(top + side)), None)]
+            box = self.initial_box(image, None)
+            width, height = box_sides(box)
+            return [Detection((float(box[0]), float(box[1]), float(box[0] + width), float(box[1] + height)), None)]
         return self.detector.detect(image)
 
     def predict_faces(self, image: np.ndarray) -> list[FaceResult]:

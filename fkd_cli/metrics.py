@@ -51,15 +51,29 @@ def seed_units_per_pixel(image_min_side):
     return SEED_FRAME / image_min_side / SEED_SCALE
 
 
-def seed_mse(pred: torch.Tensor, gt: torch.Tensor, image_sizes: torch.Tensor) -> float:
-    """The original README's loss units: MSE of `(keypoint - 100) / 50` on its 224-pixel frame,
-    for any model and framing (the squared error in the 250-frame's pixels / 50^2)."""
-    scale = seed_units_per_pixel(image_sizes.min(dim=1).values.to(pred.dtype))  # (N,)
-    diff = (pred - gt) * scale.view(-1, 1, 1)
+SEED_INPUT = 224  # ... of which a 224-px square was the network's input
+
+
+def squash_units_per_pixel(image_sizes: torch.Tensor) -> torch.Tensor:
+    """One image pixel in the units of the original project's own code, which resized the whole image
+    to 224 x 224 (the `squash` framing): (N, 2) x and y scales for (N, 2) image sizes (height, width)."""
+    return SEED_INPUT / image_sizes.flip(-1) / SEED_SCALE
+
+
+def seed_mse(pred: torch.Tensor, gt: torch.Tensor, image_sizes: torch.Tensor, squash: bool = False) -> float:
+    """The original README's loss units: MSE of `(keypoint - 100) / 50` on its 224-pixel frame, for
+    any model (the squared error in the 250-frame's pixels / 50^2). `squash`: in the frame of the
+    original's own code instead (the whole image resized to 224 x 224), what a `squash` model trains on;
+    `image_sizes` are then (height, width) rows."""
+    if squash:
+        scale = squash_units_per_pixel(image_sizes.to(pred.dtype))[:, None, :]  # (N, 1, 2)
+    else:
+        scale = seed_units_per_pixel(image_sizes.min(dim=1).values.to(pred.dtype)).view(-1, 1, 1)
+    diff = (pred - gt) * scale
     return float((diff**2).mean())
 
 
-def summarize(pred: torch.Tensor, gt: torch.Tensor, image_sizes: torch.Tensor, norm_points) -> dict:
+def summarize(pred: torch.Tensor, gt: torch.Tensor, image_sizes: torch.Tensor, norm_points, squash: bool = False) -> dict:
     """Every metric `fkd evaluate` reports, as plain floats (fractions, not percent)."""
     nme = per_image_nme(pred, gt, norm_points)
     out = {
@@ -68,7 +82,7 @@ def summarize(pred: torch.Tensor, gt: torch.Tensor, image_sizes: torch.Tensor, n
         "fr_8": failure_rate(nme, 0.08),
         "fr_10": failure_rate(nme, 0.10),
         "auc_10": auc(nme, 0.10),
-        "mse_seed": seed_mse(pred, gt, image_sizes),
+        "mse_seed": seed_mse(pred, gt, image_sizes, squash),
     }
     regions = per_image_region_nme(pred, gt, norm_points)
     if regions:

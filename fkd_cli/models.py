@@ -56,6 +56,27 @@ class SeedFinal(nn.Module):
         return self.head(self.features(x))
 
 
+class SeedFinalBN(nn.Module):
+    """The original project's final network as its own code defines it (found after the two
+    reconstructions above, see the README's section on the original runs): three 5x5 convs of 16, 32
+    and 64 filters, each followed by BatchNorm, ReLU and 2x2 max-pooling; the full final map flattened
+    (64 x 24 x 24 on a 224 input), dropout, then a two-stage head (1024, then 2K)."""
+
+    def __init__(self, num_keypoints: int, in_channels: int, input_size: int, dropout: float = 0.4):
+        super().__init__()
+        layers, channels = [], in_channels
+        for out in (16, 32, 64):
+            layers += [nn.Conv2d(channels, out, 5), nn.BatchNorm2d(out), nn.ReLU(inplace=True), nn.MaxPool2d(2)]
+            channels = out
+        self.features = nn.Sequential(*layers)
+        flat = _flat_features(self.features, in_channels, input_size)
+        self.head = nn.Sequential(nn.Flatten(), nn.Dropout(dropout), nn.Linear(flat, 1024), nn.ReLU(inplace=True),
+                                  nn.Linear(1024, 2 * num_keypoints))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.features(x))
+
+
 def conv_bn(cin: int, cout: int, stride: int = 1) -> nn.Sequential:
     return nn.Sequential(nn.Conv2d(cin, cout, 3, stride, 1, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True))
 
@@ -193,6 +214,7 @@ MODELS: dict[str, Callable[..., nn.Module]] = {
     "fkdnet-hm": FkdHeatmapNet,
     "seed-first": SeedFirst,
     "seed-final": SeedFinal,
+    "seed-final-bn": SeedFinalBN,
     "fkdnet": FkdNet,
     "fkdnet-sep": FkdNetSeparable,
     "fkdnet-hybrid": FkdNetHybrid,

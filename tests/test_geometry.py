@@ -48,20 +48,39 @@ def _pp(framing: str, **overrides) -> Preprocess:
     return Preprocess.from_config(cfg, 68)
 
 
-@pytest.mark.parametrize("framing", ["face", "frame"])
+@pytest.mark.parametrize("framing", ["face", "frame", "squash"])
 def test_mapping_back_to_original_pixels(framing):
     """Keypoints taken through the crop+resize come back to the same image pixels."""
     image = np.zeros((150, 210, 3), dtype=np.uint8)
     points = np.array(MEAN_FACE_68, np.float32) * 80 + np.array([60.0, 30.0], np.float32)
     pp = _pp(framing)
     box = pp.framer.truth_box(210, 150, points)
-    assert box == (box_from_points(points, pp.face_margin) if framing == "face" else frame_box(210, 150, pp))
+    expected_box = {"face": box_from_points(points, pp.face_margin), "frame": frame_box(210, 150, pp),
+                    "squash": (0, 0, 210, 150)}[framing]
+    assert box == expected_box
     _, in_crop = crop(image, box, pp.input_size, points)
     back = crop_points_to_image(in_crop[None], np.array([box]), pp.input_size)[0]
     np.testing.assert_allclose(back, points, atol=1e-3)
-    left, top, side = box
-    expected_in_crop = (points - np.array([left, top], np.float32)) * pp.input_size / side
+    left, top, width, height = box if len(box) == 4 else (*box, box[2])
+    expected_in_crop = (points - np.array([left, top], np.float32)) * pp.input_size / np.array([width, height], np.float32)
     np.testing.assert_allclose(expected_in_crop, in_crop, atol=1e-3)
+
+
+def test_squash_resizes_the_whole_image_without_keeping_its_aspect():
+    """The original's own pipeline: a 200 x 100 image becomes the whole 64 x 64 input, in training too;
+    a bright dot and its keypoint land together on the squashed grid."""
+    image = np.zeros((100, 200, 3), dtype=np.uint8)
+    image[48:53, 148:153] = 255  # centre (150.5, 50.5)
+    point = np.array([[150.5, 50.5]], np.float32)
+    pp = _pp("squash")
+    cfg = resolve_config(None, {"framing": "squash"})
+    assert pp.framer.training_box(200, 100, point, None, cfg) == (0, 0, 200, 100)
+    assert not pp.framer.uses_detector and pp.refine_steps == 0
+    pixels, moved = crop(image, pp.framer.truth_box(200, 100, point), 64, point)
+    assert pixels.shape == (64, 64, 3)
+    np.testing.assert_allclose(moved[0], [150.5 * 64 / 200, 50.5 * 64 / 100], atol=1e-4)
+    y, x = np.unravel_index(int(pixels[..., 0].argmax()), pixels.shape[:2])
+    assert abs(x + 0.5 - moved[0, 0]) <= 1 and abs(y + 0.5 - moved[0, 1]) <= 1
 
 
 def test_crop_pixels_follow_keypoints():
@@ -132,7 +151,7 @@ def test_decode_handles_every_mode(tmp_path):
     assert out.astype(np.float32).std() > 10  # scaled into 8 bits, not clipped to white
 
 
-@pytest.mark.parametrize("config", ["fkd-best", "final.yaml"])
+@pytest.mark.parametrize("config", ["fkd-best", "final.yaml", "template"])
 def test_training_samples_carry_the_original_units(tmp_path, config):
     """Each sample's `unit` turns a target difference into the original project's units, exactly as
     `seed_mse` measures it on image pixels, for face crops and whole frames alike."""
@@ -143,7 +162,10 @@ def test_training_samples_carry_the_original_units(tmp_path, config):
 
     root = make_dataset(tmp_path, n_train=2, n_test=1)
     split = read_split(root, "training")
-    cfg = resolve_config(config, {"rotation": 0, "scale_jitter": 0, "shift_jitter": 0, "flip": False, "detector": "none"})
+    # "template": final.yaml through the Udacity template's frame (shorter side 250, 224 crop)
+    overrides = {"framing": "frame", "model": "seed-final"} if config == "template" else {}
+    cfg = resolve_config("final.yaml" if config == "template" else config,
+                         {"rotation": 0, "scale_jitter": 0, "shift_jitter": 0, "flip": False, "detector": "none", **overrides})
     pp = Preprocess.from_config(cfg, 68)
     ds = KeypointDataset(ImageCache(split.paths), split.keypoints, pp, cfg, train=False)
     _, target, unit = ds[0]
@@ -152,9 +174,11 @@ def test_training_samples_carry_the_original_units(tmp_path, config):
     box = np.array([pp.framer.truth_box(width, height, split.keypoints[0])])
     to_image = lambda t: torch.from_numpy(crop_points_to_image(outputs_to_crop_points(t[None].numpy(), pp), box, pp.input_size))
     shifted = target + 0.1
-    sizes = torch.tensor([[width, height]])
-    expected = seed_mse(to_image(shifted), to_image(target), sizes)
+    sizes = torch.tensor([[height, width]])
+    expected = seed_mse(to_image(shifted), to_image(target), sizes, squash=cfg.framing == "squash")
     assert float((0.1 * unit) ** 2) == pytest.approx(expected, rel=1e-4)
+    if cfg.framing != "face":  # a whole-frame model trains on the original's units themselves
+        assert float(unit) == pytest.approx(1.0, rel=1e-2)
 
 
 def test_crop_is_torchvision_resized_crop():

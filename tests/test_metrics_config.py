@@ -41,6 +41,17 @@ def test_seed_mse_uses_the_original_frame_units():
     assert seed_mse(pred, gt, sizes) == pytest.approx(1.0)
 
 
+def test_seed_mse_in_the_original_codes_squashed_frame():
+    """The original's own code resized the whole image to 224 x 224: x and y have their own units."""
+    gt = torch.zeros(1, 68, 2)
+    pred = gt.clone()
+    pred[..., 0] = 50.0 * 448 / 224  # 50 px of the 224 frame along x, image 448 wide
+    sizes = torch.tensor([[112.0, 448.0]])  # (height, width)
+    assert seed_mse(pred, gt, sizes, squash=True) == pytest.approx(0.5)  # x: 1.0 squared, y: 0
+    pred[..., 1] = 50.0 * 112 / 224
+    assert seed_mse(pred, gt, sizes, squash=True) == pytest.approx(1.0)
+
+
 def test_summary_has_regions_and_all_keys():
     gt = _face(10.0)
     out = summarize(gt + 0.5, gt, torch.tensor([[100.0, 100.0]]), (36, 45))
