@@ -1,16 +1,21 @@
-"""Why do the original project's networks train slowly here? Short runs of `final.yaml`'s network, one
-difference at a time, against the Udacity template's own data pipeline written out as it was.
+"""Why did our reconstructions of the original project's final run train slowly? Short runs, one
+difference at a time, starting from the reconstruction `final.yaml` used to be (the Udacity template's
+pipeline and a guessed network: `base`), up to what the original's own code does (`found`, today's
+`final.yaml`).
 
-Each run: the same seeded 1000 images of `training/`, 300 of `test/`, batch 10, Adam (lr 3e-4, weight
-decay 1e-4, as `final.yaml`), one thread. Prints, after each epoch, the training MSE and the test MSE, in
-the original's units (MSE of `(keypoint - 100) / 50` on its 224-pixel frame), with the mean-shape guess
+Each run: the same seeded 1000 images of `training/`, 300 of `test/`, batch 10, one thread. Prints,
+after each epoch, the training MSE and the test MSE in the run's own target units (`(keypoint - 100) / 50`
+on its 224-pixel input: the template's frame for most variants, the squashed whole image for `squash`,
+`found`), the test NME (unit-free, so it compares across frames), and at the end the mean-shape guess
 for scale: a network that has learned nothing about where the face is scores about that.
 
     python benchmarks/seed_ablation.py --data-dir data --variant base --epochs 3
-    python benchmarks/seed_ablation.py --data-dir data --variant centred --epochs 3
+    python benchmarks/seed_ablation.py --data-dir data --variant found --epochs 3
 
 Variants:
-  base      fkd's pipeline as `final.yaml` configures it (shorter side to 250, random 224 crop, grey, /255)
+  base      the earlier reconstruction of the final run: the template's frame (shorter side to 250, random
+            224 crop, grey, /255), network `seed-final` (3x3 convs, no BatchNorm, dropout 0.3 before a
+            512-136 head), Adam 3e-4 with weight decay 1e-4
   template  the template's pipeline: matplotlib-2-style uint8 read, alpha dropped, cv2.resize by the
             shorter side, numpy random crop, cv2 grey, /255 (its test MSE is on random crops, as the
             template's test loader did, so compare its train column)
@@ -20,6 +25,12 @@ Variants:
   dropout0  no dropout
   xavier, kaiming  other weight initialisations (PyTorch's default is kaiming-uniform with a=sqrt(5))
   centred   pixels centred and scaled: (p / 255 - 0.5) / 0.25 instead of p / 255
+  batchnorm a BatchNorm after every conv of `seed-final`
+  wd0       no weight decay
+  squash    the original code's pipeline: the whole image resized to 224 x 224, no crop (`framing: squash`)
+  bn-net    the original code's network (`seed-final-bn`: 5x5 convs with BatchNorm, dropout 0.4, 1024-136 head)
+  optimiser the original code's optimiser settings: Adam 1e-4, weight decay 1e-5
+  found     all three: the original's code, as `final.yaml` now configures it
 """
 
 from __future__ import annotations
@@ -29,7 +40,10 @@ import time
 from pathlib import Path
 
 VARIANTS = ("base", "template", "square", "png-float", "lr1e-3", "lr1e-4", "dropout0", "xavier", "kaiming", "centred",
-            "batchnorm", "wd0")
+            "batchnorm", "wd0", "squash", "bn-net", "optimiser", "found")
+# the earlier reconstruction of the final run, on top of today's final.yaml (the original's own code)
+RECONSTRUCTION = {"framing": "frame", "frame_resize": 250, "model": "seed-final", "dropout": 0.3, "lr": 3e-4,
+                  "weight_decay": 1e-4}
 
 
 def template_sample(image, points, rng, square: bool):
@@ -70,7 +84,8 @@ def main() -> None:
 
     from fkd_cli.config import resolve_config
     from fkd_cli.data import ImageCache, KeypointDataset, read_split
-    from fkd_cli.framing import Preprocess
+    from fkd_cli.framing import Preprocess, crop_points_to_image, outputs_to_crop_points
+    from fkd_cli.metrics import per_image_nme
     from fkd_cli.models import build_model, model_kwargs
 
     torch.set_num_threads(1)
@@ -82,9 +97,10 @@ def main() -> None:
     train = train.subset(sorted(order), "train")
     test = read_split(args.data_dir, "test").subset(list(range(args.test_images)), "test")
 
-    overrides = {"png-float": {"std": [255.0]}, "dropout0": {"dropout": 0.0},
-                 "centred": {"mean": [0.5], "std": [0.25]}}.get(variant, {})
-    cfg = resolve_config("final.yaml", overrides)
+    changes = {"png-float": {"std": [255.0]}, "dropout0": {"dropout": 0.0},
+               "centred": {"mean": [0.5], "std": [0.25]}, "squash": {"framing": "squash"},
+               "bn-net": {"model": "seed-final-bn", "dropout": 0.4}, "optimiser": {"lr": 1e-4, "weight_decay": 1e-5}}
+    cfg = resolve_config("final.yaml", {} if variant == "found" else {**RECONSTRUCTION, **changes.get(variant, {})})
     pp = Preprocess.from_config(cfg, train.num_keypoints)
     model = build_model(cfg.model, train.num_keypoints, **model_kwargs(cfg.model, cfg))
     if variant in ("xavier", "kaiming"):
@@ -119,6 +135,7 @@ def main() -> None:
         train_set = KeypointDataset(ImageCache(train.paths).load_all(), train.keypoints, pp, cfg, train=True)
         test_set = KeypointDataset(ImageCache(test.paths).load_all(), test.keypoints, pp, cfg, train=False)
         train_item, test_item = (lambda i: train_set[i][:2]), (lambda i: test_set[i][:2])
+        test_images = [test_set.images[i] for i in range(len(test.paths))]
 
     batch = cfg.batch_size
     for epoch in range(args.epochs):
@@ -136,8 +153,14 @@ def main() -> None:
         model.eval()
         with torch.no_grad():
             x, y = (torch.stack(t) for t in zip(*[test_item(i) for i in range(len(test.paths))]))
-            test_mse = float(torch.nn.functional.mse_loss(model(x), y))
-        print(f"{variant} epoch {epoch + 1}: train MSE {total / count:.4f}  test MSE {test_mse:.4f}  "
+            out = model(x)
+            test_mse = float(torch.nn.functional.mse_loss(out, y))
+        nme = "-"
+        if variant not in ("template", "square"):  # back to image pixels through fkd's one mapping
+            boxes = np.array([pp.framer.truth_box(im.shape[1], im.shape[0], None) for im in test_images])
+            points = crop_points_to_image(outputs_to_crop_points(out.numpy(), pp), boxes, pp.input_size)
+            nme = f"{100 * float(per_image_nme(torch.from_numpy(points), test.keypoints, pp.norm_points).mean()):.1f}%"
+        print(f"{variant} epoch {epoch + 1}: train MSE {total / count:.4f}  test MSE {test_mse:.4f}  test NME {nme}  "
               f"({time.perf_counter() - started:.0f} s)", flush=True)
     # after training, so that the random draws of the runs above do not depend on it
     targets = torch.stack([train_item(i)[1] for i in range(len(train.paths))])

@@ -7,6 +7,7 @@ import pickle
 import pandas as pd
 import pytest
 import torch
+from PIL import Image
 
 from fkd_cli.checkpoint import load_checkpoint
 from fkd_cli.errors import FkdError
@@ -43,9 +44,22 @@ def test_original_run_validates_on_test_and_reports_train_loss_in_its_units(data
     assert "24 train / 8 test images" in result.output and "test MSE" in result.output
     data = torch.load(run / "model.pth", weights_only=True)["data"]
     assert data["train_images"] == 24 and data["val_images"] == 8
+    saved = torch.load(run / "model.pth", weights_only=True)
+    assert saved["preprocess"]["framing"] == "squash" and saved["config"]["model"] == "seed-final-bn"
     row = pd.read_csv(run / "metrics.csv").iloc[0]
-    # equal up to the integer rounding of the crop side (a 100-px side -> a 89.6 -> 90 px crop)
-    assert row["train_mse_seed"] == pytest.approx(row["train_loss"], rel=0.02)
+    # the original's own frame: its units are the targets themselves
+    assert row["train_mse_seed"] == pytest.approx(row["train_loss"], rel=1e-4)
+    # the same figure through `fkd evaluate` (one evaluation loop), and a prediction on the whole image
+    report = tmp_path / "eval.json"
+    result = invoke("evaluate", "--model", run / "model.pth", "--data-dir", dataset, "--json", report)
+    assert result.exit_code == 0, result.output
+    assert json.loads(report.read_text())["mse_seed"] == pytest.approx(row["val_loss"], rel=1e-4)
+    image = sorted((dataset / "test").iterdir())[0]
+    result = invoke("predict", image, "--model", run / "model.pth", "--json", tmp_path / "p.json", "--out", tmp_path / "drawn")
+    assert result.exit_code == 0, result.output
+    face = json.loads((tmp_path / "p.json").read_text())["images"][0]["faces"][0]
+    width, height = Image.open(image).size
+    assert face["box"] == [0.0, 0.0, float(width), float(height)] and len(face["keypoints"]) == 68
 
 
 def test_fixed_seed_repeats_on_cpu(dataset, tmp_path):
