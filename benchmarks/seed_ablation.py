@@ -31,6 +31,8 @@ Variants:
   bn-net    the original code's network (`seed-final-bn`: 5x5 convs with BatchNorm, dropout 0.4, 1024-136 head)
   optimiser the original code's optimiser settings: Adam 1e-4, weight decay 1e-5
   found     all three: the original's code, as `final.yaml` now configures it
+  found-png-float  `found` with pixels / 255 twice: what the original's loader gave if, like the
+            template's, it read these PNG files with a newer matplotlib's `imread` (floats in 0..1)
 """
 
 from __future__ import annotations
@@ -40,7 +42,7 @@ import time
 from pathlib import Path
 
 VARIANTS = ("base", "template", "square", "png-float", "lr1e-3", "lr1e-4", "dropout0", "xavier", "kaiming", "centred",
-            "batchnorm", "wd0", "squash", "bn-net", "optimiser", "found")
+            "batchnorm", "wd0", "squash", "bn-net", "optimiser", "found", "found-png-float")
 # the earlier reconstruction of the final run, on top of today's final.yaml (the original's own code)
 RECONSTRUCTION = {"framing": "frame", "frame_resize": 250, "model": "seed-final", "dropout": 0.3, "lr": 3e-4,
                   "weight_decay": 1e-4}
@@ -100,7 +102,10 @@ def main() -> None:
     changes = {"png-float": {"std": [255.0]}, "dropout0": {"dropout": 0.0},
                "centred": {"mean": [0.5], "std": [0.25]}, "squash": {"framing": "squash"},
                "bn-net": {"model": "seed-final-bn", "dropout": 0.4}, "optimiser": {"lr": 1e-4, "weight_decay": 1e-5}}
-    cfg = resolve_config("final.yaml", {} if variant == "found" else {**RECONSTRUCTION, **changes.get(variant, {})})
+    if variant.startswith("found"):
+        cfg = resolve_config("final.yaml", {"std": [255.0]} if variant == "found-png-float" else {})
+    else:
+        cfg = resolve_config("final.yaml", {**RECONSTRUCTION, **changes.get(variant, {})})
     pp = Preprocess.from_config(cfg, train.num_keypoints)
     model = build_model(cfg.model, train.num_keypoints, **model_kwargs(cfg.model, cfg))
     if variant in ("xavier", "kaiming"):
