@@ -193,7 +193,7 @@ class KeypointDataset(Dataset):
         target = crop_points_to_targets(kp.as_subclass(torch.Tensor).float(), self.pp).reshape(-1)
         crop_pixel = box_sides(box)[0] / self.pp.input_size  # image pixels per crop pixel (along x)
         if self.pp.framing == "squash":  # the original code's own frame: the same unit along x and y
-            per_pixel = float(squash_units_per_pixel(torch.tensor([image.shape[:2]], dtype=torch.float64))[0, 0])
+            per_pixel = squash_units_per_pixel(*image.shape[:2])[0]
         else:
             per_pixel = seed_units_per_pixel(min(image.shape[:2]))
         unit = self.pp.target_scale * crop_pixel * per_pixel

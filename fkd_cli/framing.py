@@ -154,7 +154,7 @@ def whole_image_box(width: int, height: int) -> tuple[int, int, int]:
     return square(width / 2, height / 2, max(width, height))
 
 
-# ---- the two framings --------------------------------------------------------------------------
+# ---- the three framings ------------------------------------------------------------------------
 
 Box = tuple[int, ...]  # (left, top, side) of a square crop, or (left, top, width, height), in image pixels
 
@@ -261,7 +261,7 @@ FRAMINGS = {"face": FaceFraming, "frame": FrameFraming, "squash": SquashFraming}
 # ---- crops and tensors ------------------------------------------------------------------------
 
 
-def crop(image: np.ndarray, box: tuple[int, int, int], size: int, keypoints: np.ndarray | None = None):
+def crop(image: np.ndarray, box: Box, size: int, keypoints: np.ndarray | None = None):
     """Cut `box` out of a uint8 HxWx3 image (zero padding outside it) and resize it to `size` square,
     antialiased bilinear; keypoints (K, 2), when given, are moved and scaled with the pixels.
 

@@ -54,10 +54,10 @@ def seed_units_per_pixel(image_min_side):
 SEED_INPUT = 224  # ... of which a 224-px square was the network's input
 
 
-def squash_units_per_pixel(image_sizes: torch.Tensor) -> torch.Tensor:
-    """One image pixel in the units of the original project's own code, which resized the whole image
-    to 224 x 224 (the `squash` framing): (N, 2) x and y scales for (N, 2) image sizes (height, width)."""
-    return SEED_INPUT / image_sizes.flip(-1) / SEED_SCALE
+def squash_units_per_pixel(height, width):
+    """One image pixel along x and along y in the units of the original project's own code, which
+    resized the whole image to 224 x 224 (the `squash` framing); numbers or tensors of them."""
+    return SEED_INPUT / width / SEED_SCALE, SEED_INPUT / height / SEED_SCALE
 
 
 def seed_mse(pred: torch.Tensor, gt: torch.Tensor, image_sizes: torch.Tensor, squash: bool = False) -> float:
@@ -66,7 +66,8 @@ def seed_mse(pred: torch.Tensor, gt: torch.Tensor, image_sizes: torch.Tensor, sq
     original's own code instead (the whole image resized to 224 x 224), what a `squash` model trains on;
     `image_sizes` are then (height, width) rows."""
     if squash:
-        scale = squash_units_per_pixel(image_sizes.to(pred.dtype))[:, None, :]  # (N, 1, 2)
+        sizes = image_sizes.to(pred.dtype)
+        scale = torch.stack(squash_units_per_pixel(sizes[:, 0], sizes[:, 1]), dim=-1)[:, None, :]  # (N, 1, 2)
     else:
         scale = seed_units_per_pixel(image_sizes.min(dim=1).values.to(pred.dtype)).view(-1, 1, 1)
     diff = (pred - gt) * scale
