@@ -140,7 +140,9 @@ def main() -> None:
         train_set = KeypointDataset(ImageCache(train.paths).load_all(), train.keypoints, pp, cfg, train=True)
         test_set = KeypointDataset(ImageCache(test.paths).load_all(), test.keypoints, pp, cfg, train=False)
         train_item, test_item = (lambda i: train_set[i][:2]), (lambda i: test_set[i][:2])
-        test_images = [test_set.images[i] for i in range(len(test.paths))]
+        # each test image's box, to map the predictions back to image pixels for the NME
+        test_boxes = np.array([pp.framer.truth_box(test_set.images[i].shape[1], test_set.images[i].shape[0], None)
+                               for i in range(len(test.paths))])
 
     batch = cfg.batch_size
     for epoch in range(args.epochs):
@@ -162,8 +164,7 @@ def main() -> None:
             test_mse = float(torch.nn.functional.mse_loss(out, y))
         nme = "-"
         if variant not in ("template", "square"):  # back to image pixels through fkd's one mapping
-            boxes = np.array([pp.framer.truth_box(im.shape[1], im.shape[0], None) for im in test_images])
-            points = crop_points_to_image(outputs_to_crop_points(out.numpy(), pp), boxes, pp.input_size)
+            points = crop_points_to_image(outputs_to_crop_points(out.numpy(), pp), test_boxes, pp.input_size)
             nme = f"{100 * float(per_image_nme(torch.from_numpy(points), test.keypoints, pp.norm_points).mean()):.1f}%"
         print(f"{variant} epoch {epoch + 1}: train MSE {total / count:.4f}  test MSE {test_mse:.4f}  test NME {nme}  "
               f"({time.perf_counter() - started:.0f} s)", flush=True)

@@ -13,7 +13,7 @@ from .config import Config
 from .errors import FkdError
 from .framing import Box, Preprocess, box_sides, crop, crop_points_to_targets, to_input
 from .images import read_image
-from .metrics import seed_units_per_pixel, squash_units_per_pixel
+from .metrics import seed_units
 from .tv import F, tv_tensors, v2
 
 SPLIT_FILES = {"training": "training_frames_keypoints.csv", "test": "test_frames_keypoints.csv"}
@@ -191,11 +191,9 @@ class KeypointDataset(Dataset):
             img = self.photometric(img)
         x = torch.from_numpy(to_input(img.as_subclass(torch.Tensor).permute(1, 2, 0).numpy()[None], self.pp)[0])
         target = crop_points_to_targets(kp.as_subclass(torch.Tensor).float(), self.pp).reshape(-1)
-        crop_pixel = box_sides(box)[0] / self.pp.input_size  # image pixels per crop pixel (along x)
-        if self.pp.framing == "squash":  # the original code's own frame: the same unit along x and y
-            per_pixel = squash_units_per_pixel(*image.shape[:2])[0]
-        else:
-            per_pixel = seed_units_per_pixel(min(image.shape[:2]))
+        # along x; along y it is the same for every framing (a square crop, or the squashed whole image)
+        crop_pixel = box_sides(box)[0] / self.pp.input_size  # image pixels per crop pixel
+        per_pixel = seed_units(*image.shape[:2], squash=self.pp.framing == "squash")[0]
         unit = self.pp.target_scale * crop_pixel * per_pixel
         return x, target, torch.tensor(unit, dtype=torch.float32)
 

@@ -54,10 +54,14 @@ def seed_units_per_pixel(image_min_side):
 SEED_INPUT = 224  # ... of which a 224-px square was the network's input
 
 
-def squash_units_per_pixel(height, width):
-    """One image pixel along x and along y in the units of the original project's own code, which
-    resized the whole image to 224 x 224 (the `squash` framing); numbers or tensors of them."""
-    return SEED_INPUT / width / SEED_SCALE, SEED_INPUT / height / SEED_SCALE
+def seed_units(height, width, squash: bool = False):
+    """One image pixel along x and along y in the original's units, for an image of `height` x `width`
+    (numbers, or tensors of them): the template's 250-rescaled frame, the same along both axes, or with
+    `squash` the frame of the original's own code, the whole image resized to 224 x 224."""
+    if squash:
+        return SEED_INPUT / width / SEED_SCALE, SEED_INPUT / height / SEED_SCALE
+    per_pixel = seed_units_per_pixel(torch.minimum(height, width) if torch.is_tensor(height) else min(height, width))
+    return per_pixel, per_pixel
 
 
 def seed_mse(pred: torch.Tensor, gt: torch.Tensor, image_sizes: torch.Tensor, squash: bool = False) -> float:
@@ -65,11 +69,8 @@ def seed_mse(pred: torch.Tensor, gt: torch.Tensor, image_sizes: torch.Tensor, sq
     any model (the squared error in the 250-frame's pixels / 50^2). `squash`: in the frame of the
     original's own code instead (the whole image resized to 224 x 224), what a `squash` model trains on;
     `image_sizes` are then (height, width) rows."""
-    if squash:
-        sizes = image_sizes.to(pred.dtype)
-        scale = torch.stack(squash_units_per_pixel(sizes[:, 0], sizes[:, 1]), dim=-1)[:, None, :]  # (N, 1, 2)
-    else:
-        scale = seed_units_per_pixel(image_sizes.min(dim=1).values.to(pred.dtype)).view(-1, 1, 1)
+    sizes = image_sizes.to(pred.dtype)
+    scale = torch.stack(seed_units(sizes[:, 0], sizes[:, 1], squash), dim=-1)[:, None, :]  # (N, 1, 2)
     diff = (pred - gt) * scale
     return float((diff**2).mean())
 
