@@ -147,8 +147,8 @@ def test_calibrate_refuses_too_few_matches(tiny_run, tmp_path):
 
 
 def test_mtcnn_on_onnx_runtime_matches_pytorch(astronaut):
-    """The shipped ONNX stages are the same networks, R-Net and O-Net with the same crops (ONNX's
-    RoiAlign against torchvision's roi_align): same faces, boxes within a hundredth of a pixel."""
+    """The shipped ONNX stages are the same networks (each PReLU exported as FastPReLU), R-Net and O-Net
+    with the same crops (ONNX's RoiAlign against torchvision's roi_align): same faces, boxes within a hundredth of a pixel."""
     from fkd_cli.mtcnn import MTCNN, OrtStage
 
     fast, reference = MTCNN(), MTCNN(runtime="pytorch")
@@ -167,6 +167,22 @@ def test_mtcnn_on_onnx_runtime_matches_pytorch(astronaut):
     expected, expected_scores = reference(image)
     assert boxes.shape == expected.shape and np.allclose(boxes, expected, atol=1e-2)
     assert np.allclose(scores, expected_scores, atol=1e-4)
+
+
+def test_fast_prelu_is_prelu():
+    """The exported PReLU (max(x, a x), or x + (a - 1) min(x, 0) where a slope exceeds 1) is PReLU."""
+    from torch import nn
+
+    from fkd_cli.mtcnn_nets import FastPReLU
+
+    x = torch.randn(3, 5, 7, 9)
+    for slopes in (torch.tensor([-0.5, 0.0, 0.3, 0.99, 1.0]), torch.tensor([-1.3, 0.2, 1.0, 1.01, 1.3])):
+        prelu = nn.PReLU(5)
+        prelu.weight.data = slopes
+        fast = FastPReLU(prelu)
+        torch.testing.assert_close(fast(x), prelu(x), atol=1e-6, rtol=1e-6)
+        torch.testing.assert_close(fast(x[:, :, 0, 0]), prelu(x[:, :, 0, 0]), atol=1e-6, rtol=1e-6)
+    assert FastPReLU(prelu).slope_at_most_one is False
 
 
 def _small_face_photo(astronaut, path, face_px: int):

@@ -1,7 +1,8 @@
 """Write the three MTCNN stages as ONNX files beside their weights (fkd_cli/assets/mtcnn-*.onnx), which
 the detector runs on ONNX Runtime. P-Net takes a normalised pyramid level; R-Net and O-Net take the photo
 (1, 3, H, W, float 0..255) and the candidate boxes (K, 4) and cut their own crops (RoiAlign), so that the
-detector needs no torch. The weights never change, so this runs once; `tests/test_detectors.py` checks
+detector needs no torch. Each PReLU is exported as FastPReLU: the same function in ops ONNX Runtime runs
+about 10x faster than its PRelu. The weights never change, so this runs once; `tests/test_detectors.py` checks
 that the files and the PyTorch networks agree.
 
     python tools/export_mtcnn.py
@@ -13,12 +14,12 @@ from importlib import resources
 import torch
 import torchvision  # noqa: F401  (registers roi_align's ONNX export)
 
-from fkd_cli.mtcnn_nets import CutAndRun, load_networks
+from fkd_cli.mtcnn_nets import CutAndRun, for_export, load_networks
 
 
 def main() -> None:
     folder = resources.files("fkd_cli") / "assets"
-    pnet, rnet, onet = load_networks()
+    pnet, rnet, onet = (for_export(net) for net in load_networks())
     photo = {0: "one", 2: "h", 3: "w"}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the TorchScript-based exporter warns that it is the old one
