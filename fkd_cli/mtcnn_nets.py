@@ -21,6 +21,7 @@ from torchvision.ops import roi_align  # noqa: E402
 
 WEIGHTS = "mtcnn.pth"  # the three networks' state dicts, in assets/
 
+
 def face_probability(logits: torch.Tensor) -> torch.Tensor:
     """The face class's probability from the two class logits (softmax), or from their difference alone
     (a sigmoid: the same number) when `for_export` has made the layer give just that."""
@@ -124,8 +125,9 @@ class CutAndRun(nn.Module):
 
 
 class FastPReLU(nn.Module):
-    """PReLU written as ops ONNX Runtime runs quickly: its own PRelu kernel took 1.5 ms where
-    `Max(x, a * x)` took 0.12 ms (10 x 142 x 190 values, one thread), a third of P-Net's time. The max is
+    """PReLU written as ops ONNX Runtime runs quickly: its own PRelu kernel took 1.44 ms where
+    `Max(x, a * x)` took 0.11 ms (P-Net's first activation, one thread: benchmarks/detector_stages.py);
+    PReLU was over a third of P-Net's time. The max is
     PReLU exactly when every slope is at most 1; some layers have a slope above 1, and there
     `x + (a - 1) * min(x, 0)` is (within a float rounding)."""
 
@@ -148,7 +150,10 @@ def logit_difference(layer: nn.Module) -> nn.Module:
     weight, bias = layer.weight.detach(), layer.bias.detach()
     one.weight = nn.Parameter((weight[1:] - weight[:1]).clone(), requires_grad=False)
     one.bias = nn.Parameter((bias[1:] - bias[:1]).clone(), requires_grad=False)
-    one.out_channels = one.out_features = 1
+    if isinstance(layer, nn.Conv2d):
+        one.out_channels = 1
+    else:
+        one.out_features = 1
     return one
 
 

@@ -185,6 +185,21 @@ def test_fast_prelu_is_prelu():
     assert FastPReLU(prelu).slope_at_most_one is False
 
 
+def test_networks_as_exported_compute_the_same():
+    """for_export's copies (FastPReLU, the face probability from one logit difference) give the
+    networks' outputs, and leave the originals as they were."""
+    from fkd_cli.mtcnn_nets import FastPReLU, for_export
+
+    for net, size in zip(load_networks(), (30, 24, 48)):
+        x = torch.randn(4, 3, size, size)
+        fast = for_export(net)
+        assert any(isinstance(m, FastPReLU) for m in fast.modules())
+        assert not any(isinstance(m, FastPReLU) for m in net.modules())
+        with torch.no_grad():
+            for a, b in zip(fast(x), net(x)):
+                torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-5)
+
+
 def _small_face_photo(astronaut, path, face_px: int):
     """The astronaut's head (about 110 px of the 512-px photograph) shrunk to about `face_px` px in a 640x480 photo."""
     from PIL import Image
