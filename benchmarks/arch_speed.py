@@ -3,6 +3,9 @@ candidate architectures, measured on untrained weights (the cost does not depend
 
     python benchmarks/arch_speed.py [--rounds 5] [--size 96]
 
+(--size sets the crop of the candidates without one of their own; the 128-px candidate is the bundled
+network's cost spent on resolution instead of width.)
+
 Each candidate is built by name (`fkd_cli.models`), its BatchNorms folded as inference does, exported to
 ONNX in memory and run by ONNX Runtime on one thread at batch 2: one face with flip TTA, as the default
 path runs it. The candidates take turns in every round (this machine's speed drifts); each figure is
@@ -19,13 +22,14 @@ import warnings
 
 import numpy as np
 
-CANDIDATES = (  # (label, model name, width): the bundled network first, then leaner ones
-    ("fkdnet, width 32 (bundled)", "fkdnet", 32),
-    ("fkdnet, width 24", "fkdnet", 24),
-    ("fkdnet-sep, width 32", "fkdnet-sep", 32),
-    ("fkdnet-sep, width 48", "fkdnet-sep", 48),
-    ("fkdnet-sep, width 64", "fkdnet-sep", 64),
-    ("fkdnet-hybrid, width 32", "fkdnet-hybrid", 32),
+CANDIDATES = (  # (label, model name, width, crop size or None for --size): the bundled network first
+    ("fkdnet, width 32 (bundled)", "fkdnet", 32, None),
+    ("fkdnet, width 24", "fkdnet", 24, None),
+    ("fkdnet-sep, width 32", "fkdnet-sep", 32, None),
+    ("fkdnet-sep, width 48", "fkdnet-sep", 48, None),
+    ("fkdnet-sep, width 64", "fkdnet-sep", 64, None),
+    ("fkdnet-hybrid, width 32", "fkdnet-hybrid", 32, None),
+    ("fkdnet, width 24, 128 px", "fkdnet", 24, 128),
 )
 
 
@@ -76,14 +80,15 @@ def main() -> None:
 
     torch.set_num_threads(1)
     rows = []
-    for label, name, width in CANDIDATES:
-        model = build_model(name, 68, in_channels=3, input_size=args.size, dropout=0.0, width=width, hidden=256).eval()
-        rows.append([label, multiply_adds(model, args.size), sum(p.numel() for p in model.parameters()),
-                     session(fuse_for_inference(model), args.size), []])
-    x = np.random.default_rng(0).normal(0, 1, (2, 3, args.size, args.size)).astype(np.float32)
+    for label, name, width, size in CANDIDATES:
+        size = size or args.size
+        model = build_model(name, 68, in_channels=3, input_size=size, dropout=0.0, width=width, hidden=256).eval()
+        x = np.random.default_rng(0).normal(0, 1, (2, 3, size, size)).astype(np.float32)
+        rows.append([label, multiply_adds(model, size), sum(p.numel() for p in model.parameters()),
+                     session(fuse_for_inference(model), size), [], x])
     for _ in range(args.rounds):
         for row in rows:
-            run = row[3]
+            run, x = row[3], row[5]
             for _ in range(10):
                 run.run(None, {"input": x})
             started = time.perf_counter()
@@ -91,9 +96,9 @@ def main() -> None:
                 run.run(None, {"input": x})
             row[4].append(1000 * (time.perf_counter() - started) / 100)
     base = statistics.median(rows[0][4])
-    print(f"{args.size}-px crops, one face = 2 crops (flip TTA), ONNX Runtime, one thread, median of {args.rounds} rounds")
+    print(f"{args.size}-px crops unless named, one face = 2 crops (flip TTA), ONNX Runtime, one thread, median of {args.rounds} rounds")
     print(f"{'network':<28} {'M MACs/crop':>11} {'M params':>9} {'ms/face':>8} {'speed-up':>9}")
-    for label, macs, params, _, times in rows:
+    for label, macs, params, _, times, _ in rows:
         ms = statistics.median(times)
         print(f"{label:<28} {macs / 1e6:>11.1f} {params / 1e6:>9.2f} {ms:>8.3f} {base / ms:>8.2f}x")
 
