@@ -24,13 +24,10 @@ ROUNDS, CALLS = 7, 30
 
 
 def session(model):
-    import onnxruntime as ort
+    """A one-thread session made as the detector makes its own (fkd's one ONNX Runtime set-up)."""
+    from fkd_cli.backends import ort_session
 
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = options.inter_op_num_threads = 1
-    options.log_severity_level = 3
-    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-    return ort.InferenceSession(model, options, providers=["CPUExecutionProvider"])
+    return ort_session(model, threads=1)
 
 
 def interleaved(sessions: dict, feed: dict) -> dict:

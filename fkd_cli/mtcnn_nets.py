@@ -133,15 +133,14 @@ class FastPReLU(nn.Module):
 
     def __init__(self, prelu: nn.PReLU):
         super().__init__()
-        slope = prelu.weight.detach().clone()
-        self.slope_at_most_one = bool((slope <= 1).all())
-        self.register_buffer("slope", slope if self.slope_at_most_one else slope - 1)
+        self.register_buffer("slope", prelu.weight.detach().clone())
+        self.slope_at_most_one = bool((self.slope <= 1).all())
 
     def forward(self, x):
         slope = self.slope.reshape(-1, *([1] * (x.dim() - 2)))  # one a channel: (C, 1, 1) after a conv
         if self.slope_at_most_one:
             return torch.maximum(x, x * slope)
-        return x + slope * torch.clamp(x, max=0)
+        return x + (slope - 1) * torch.clamp(x, max=0)  # the export folds `slope - 1` into a constant
 
 
 def logit_difference(layer: nn.Module) -> nn.Module:

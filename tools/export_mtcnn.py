@@ -1,8 +1,8 @@
 """Write the three MTCNN stages as ONNX files beside their weights (fkd_cli/assets/mtcnn-*.onnx), which
 the detector runs on ONNX Runtime. P-Net takes a normalised pyramid level; R-Net and O-Net take the photo
 (1, 3, H, W, float 0..255) and the candidate boxes (K, 4) and cut their own crops (RoiAlign), so that the
-detector needs no torch. Each PReLU is exported as FastPReLU: the same function in ops ONNX Runtime runs
-about 10x faster than its PRelu. The weights never change, so this runs once; `tests/test_detectors.py` checks
+detector needs no torch. The networks go through `mtcnn_nets.for_export` first: the same functions in ops
+ONNX Runtime runs faster (PReLU as FastPReLU, the face probability as a sigmoid). The weights never change, so this runs once; `tests/test_detectors.py` checks
 that the files and the PyTorch networks agree.
 
     python tools/export_mtcnn.py
