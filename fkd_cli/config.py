@@ -30,7 +30,7 @@ class Config:
     flip_permutation: list[int] | None = None  # left/right index swap; None = iBUG-68 when K == 68
     norm_points: list[int] | None = None  # the two points whose distance normalises NME; None = [36, 45] for 68
     regions: dict[str, list[int]] | None = None  # named keypoint groups for the API and JSON; None = iBUG-68's for 68
-    fraction: float = 1.0  # share of training/ to use (seeded), for quick smoke runs
+    fraction: float = 1.0  # share of training/ to use (seeded; smaller shares are nested), for smoke runs and learning curves
     # --- framing: how a face is cut out before the network sees it (stored in the checkpoint) ---
     framing: str = "face"  # face: square crop around a face box; frame: shorter side to frame_resize, then a square crop (the Udacity template); squash: the whole image resized to input_size square, aspect not kept (the original project's own code)
     input_size: int = 96  # network input side in pixels

@@ -125,7 +125,7 @@ class Trainer:
         if cfg.keypoints is not None and cfg.keypoints != training.num_keypoints:
             raise FkdError(f"config key 'keypoints' is {cfg.keypoints} but {self.data_dir} has {training.num_keypoints} per row")
         check_keypoint_indices(cfg, training.num_keypoints)  # before any image is decoded
-        if cfg.fraction < 1:  # a seeded share of the images, for smoke runs
+        if cfg.fraction < 1:  # a seeded share of the images (nested: one order, cut), for smoke runs and learning curves
             order = torch.randperm(len(training.paths), generator=torch.Generator().manual_seed(cfg.seed)).tolist()
             training = training.subset(sorted(order[: max(2, round(cfg.fraction * len(order)))]), "training")
         if training.duplicates:
