@@ -110,6 +110,13 @@ def train_val_split(training: Split, val_fraction: float, seed: int) -> tuple[Sp
     return training.subset(train, "train"), training.subset(val, "val")
 
 
+def training_share(training: Split, fraction: float, seed: int) -> Split:
+    """A seeded share of the rows (at least two), for smoke runs and learning curves. One seeded order
+    of the rows is cut at the fraction, so the shares are nested: a quarter lies inside the half."""
+    order = torch.randperm(len(training.paths), generator=torch.Generator().manual_seed(seed)).tolist()
+    return training.subset(sorted(order[: max(2, round(fraction * len(order)))]), "training")
+
+
 def load_split(data_dir: Path, split: str, val_fraction: float = 0.1, seed: int = 0) -> Split:
     """`training`, `test`, or `val`/`train` (the seeded split of training/ that `fkd train` uses)."""
     if split in ("training", "test"):

@@ -17,7 +17,7 @@ from .backends import TorchBackend, pick_device
 from .confidence import fit_confidence
 from .checkpoint import load_checkpoint, save_checkpoint
 from .config import Config, check_keypoint_indices, config_from_dict, config_to_dict, dump_config
-from .data import ImageCache, KeypointDataset, read_split, train_val_split
+from .data import ImageCache, KeypointDataset, read_split, train_val_split, training_share
 from .distill import Teacher
 from .distributed import ResumableSampler, StopRequest, barrier, broadcast_object, init_distributed
 from .errors import FkdError
@@ -125,9 +125,8 @@ class Trainer:
         if cfg.keypoints is not None and cfg.keypoints != training.num_keypoints:
             raise FkdError(f"config key 'keypoints' is {cfg.keypoints} but {self.data_dir} has {training.num_keypoints} per row")
         check_keypoint_indices(cfg, training.num_keypoints)  # before any image is decoded
-        if cfg.fraction < 1:  # a seeded share of the images (nested: one order, cut), for smoke runs and learning curves
-            order = torch.randperm(len(training.paths), generator=torch.Generator().manual_seed(cfg.seed)).tolist()
-            training = training.subset(sorted(order[: max(2, round(cfg.fraction * len(order)))]), "training")
+        if cfg.fraction < 1:
+            training = training_share(training, cfg.fraction, cfg.seed)
         if training.duplicates:
             self.reporter.message(
                 f"warning: {training.duplicates} image(s) appear on more than one row of the training CSV; "

@@ -7,6 +7,7 @@ import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -84,6 +85,19 @@ def test_fraction_trains_on_a_share(dataset, tmp_path):
                     *sets(TINY + ["epochs=1", "fraction=0.5"]))
     assert result.exit_code == 0, result.output
     assert "9 train / 3 val images" in result.output  # 24 training images: half, then a quarter of that held out
+
+
+def test_fraction_shares_are_nested_for_learning_curves():
+    import torch
+
+    from fkd_cli.data import Split, training_share
+
+    training = Split("training", [Path(f"img{i}.jpg") for i in range(40)], torch.arange(40.0).view(40, 1, 1).expand(40, 2, 2))
+    quarter, half = (training_share(training, f, seed=0) for f in (0.25, 0.5))
+    assert (len(quarter.paths), len(half.paths)) == (10, 20)
+    assert set(quarter.paths) < set(half.paths)
+    assert torch.equal(half.keypoints[:, 0, 0], torch.tensor([float(p.stem[3:]) for p in half.paths]))  # rows stay paired
+    assert training_share(training, 0.5, seed=1).paths != half.paths  # the seed picks the share
 
 
 def test_download_data_takes_data_dir(tmp_path, dataset):
