@@ -3,14 +3,16 @@ faster face?
 
     python benchmarks/runtimes.py [--model fkd_cli/assets/fkd-default.onnx] [--rounds 7]
 
-Runs the ONNX twin of the bundled model on one thread, one face with flip TTA (the crop and its mirror
+Runs the ONNX twin of the bundled model on one thread (ONNX Runtime's session made as fkd makes it,
+`backends.ort_session`), one face with flip TTA (the crop and its mirror
 image: one call at batch 2 where the runtime batches, two calls at batch 1 where it does not), on:
 - ONNX Runtime (the default path's runtime),
 - OpenVINO (`pip install openvino`), reading the same ONNX file, fp32,
 - ncnn (`pip install ncnn pnnx`), the ONNX file converted by pnnx's command into a temporary folder,
   fp32 storage and arithmetic (its Winograd and packed-layout convolutions on, as by default).
 
-None of these is a dependency of fkd: a runtime that is not installed is reported and skipped. Every
+None of the others is a dependency of fkd (install them beside it: `pip install openvino ncnn pnnx`); a
+runtime that is not installed is reported and skipped. Every
 runtime's outputs are compared with ONNX Runtime's first (largest difference, in target units). The
 runtimes take turns in every round; each figure is the median over rounds of the mean of 200 faces.
 """
@@ -32,35 +34,40 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def onnxruntime_face(model: Path):
-    import onnxruntime as ort
+    from fkd_cli.backends import ort_session
 
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = options.inter_op_num_threads = 1
-    session = ort.InferenceSession(str(model), options, providers=["CPUExecutionProvider"])
+    session = ort_session(str(model), threads=1)
     name = session.get_inputs()[0].name
     return lambda pair: session.run(None, {name: pair})[0]
 
 
-def openvino_face(model: Path):
+def input_side(model: Path) -> int:
+    """The square crop side the exported network takes (its input is (batch, C, S, S))."""
+    import onnx
+
+    return onnx.load(str(model)).graph.input[0].type.tensor_type.shape.dim[-1].dim_value
+
+
+def openvino_face(model: Path, side: int):
     import openvino as ov
 
     core = ov.Core()
     network = core.read_model(str(model))
-    network.reshape([2, 3, 96, 96])
+    network.reshape([2, 3, side, side])
     compiled = core.compile_model(network, "CPU", {"INFERENCE_NUM_THREADS": 1, "PERFORMANCE_HINT": "LATENCY",
                                                    "INFERENCE_PRECISION_HINT": "f32"})
     request = compiled.create_infer_request()
     return lambda pair: request.infer({0: pair})[0]
 
 
-def ncnn_face(model: Path, folder: Path):
+def ncnn_face(model: Path, folder: Path, side: int):
     import ncnn
 
     pnnx = shutil.which("pnnx") or str(Path(sys.executable).with_name("pnnx"))
     local = folder / "net.onnx"
     if not local.exists():
         shutil.copy(model, local)
-        subprocess.run([pnnx, str(local), "inputshape=[1,3,96,96]"], cwd=folder, check=True, capture_output=True)
+        subprocess.run([pnnx, str(local), f"inputshape=[1,3,{side},{side}]"], cwd=folder, check=True, capture_output=True)
     net = ncnn.Net()
     net.opt.num_threads = 1
     net.opt.use_fp16_storage = net.opt.use_fp16_packed = net.opt.use_fp16_arithmetic = False  # same maths
@@ -84,12 +91,13 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=7)
     args = parser.parse_args()
 
-    pair = np.random.default_rng(0).random((2, 3, 96, 96), dtype=np.float32)
+    side = input_side(args.model)
+    pair = np.random.default_rng(0).random((2, 3, side, side), dtype=np.float32)
     folder = Path(tempfile.mkdtemp(prefix="fkd-runtimes-"))
     makers = {
         "onnxruntime": lambda: onnxruntime_face(args.model),
-        "openvino fp32": lambda: openvino_face(args.model),
-        "ncnn fp32": lambda: ncnn_face(args.model, folder),
+        "openvino fp32": lambda: openvino_face(args.model, side),
+        "ncnn fp32": lambda: ncnn_face(args.model, folder, side),
     }
     runners = {}
     for name, make in makers.items():
