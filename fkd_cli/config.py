@@ -71,6 +71,7 @@ class Config:
     teachers: list[str] = field(default_factory=list)  # knowledge distillation: checkpoints whose mean prediction is learnt as well as the labels ([] = off)
     distill_weight: float = 0.5  # with teachers: the share of the loss on the teachers' prediction (the rest on the labels)
     grad_clip: float = 0.0  # max gradient norm; 0 = off
+    ema_decay: float = 0.0  # validate and save a moving average of the weights with this decay a step (e.g. 0.999; 0 = off)
     # --- system ---
     num_workers: int = 0  # DataLoader worker processes
     threads: int = 0  # torch CPU threads; 0 = library default
@@ -195,6 +196,7 @@ RANGES: dict[str, tuple[float | None, float | None, bool, bool]] = {
     "lr": (0, None, False, True),
     "weight_decay": (0, None, True, True),
     "grad_clip": (0, None, True, True),
+    "ema_decay": (0, 1, True, False),
     "distill_weight": (0, 1, True, True),
     "num_workers": (0, 256, True, True),
     "threads": (0, 1024, True, True),

@@ -19,6 +19,7 @@ from .checkpoint import load_checkpoint, save_checkpoint
 from .config import Config, check_keypoint_indices, config_from_dict, config_to_dict, dump_config
 from .data import ImageCache, KeypointDataset, read_split, train_val_split, training_share
 from .distill import Teacher
+from .ema import WeightAverage
 from .distributed import ResumableSampler, StopRequest, barrier, broadcast_object, init_distributed
 from .errors import FkdError
 from .evaluate import evaluate
@@ -190,11 +191,17 @@ class Trainer:
         self.optimizer = make_optimizer(cfg, self.model)
         self.scheduler = make_scheduler(cfg, self.optimizer, len(self.loader))
         self.loss_fn = LOSSES[cfg.loss]
-        self.predictor = Predictor(TorchBackend(self.model, self.dev), self.pp, "training", detector="none")
+        # the weights that are validated and saved as the model: the moving average when there is one
+        self.ema = WeightAverage(self.model, cfg.ema_decay) if cfg.ema_decay > 0 else None
+        self.kept = self.ema.module if self.ema is not None else self.model
+        self.predictor = Predictor(TorchBackend(self.kept, self.dev), self.pp, "training", detector="none")
 
     def restore(self, state: dict) -> None:
         """Continue exactly where last.pth stopped: weights, optimiser, schedule, batch within the epoch."""
-        self.model.load_state_dict(state["state_dict"])
+        # state_dict holds the kept (averaged) weights, train_state_dict the raw ones when they differ
+        self.model.load_state_dict(state.get("train_state_dict", state["state_dict"]))
+        if self.ema is not None:
+            self.ema.restore(state["state_dict"], state.get("ema_updates", 0))
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
         self.start_epoch = state["epoch"]
@@ -272,6 +279,8 @@ class Trainer:
             nn.utils.clip_grad_norm_(self.model.parameters(), cfg.grad_clip)
         self.optimizer.step()
         self.scheduler.step()
+        if self.ema is not None:
+            self.ema.update(self.model)
         return loss.item(), seed_mse
 
     def check_finite(self, epoch: int) -> None:
@@ -280,7 +289,7 @@ class Trainer:
             raise self.diverged(f"the weights are no longer finite after epoch {epoch + 1}")
 
     def validate(self, epoch: int, train_loss: float, train_seed: float, started: float) -> dict:
-        self.model.eval()
+        self.kept.eval()
         val = evaluate(self.predictor, self.val_images, self.val_split.keypoints, boxes="gt") if len(self.val_images) else None
         if val is not None and not math.isfinite(val.metrics["nme"]):
             raise self.diverged(f"validation predictions are not finite after epoch {epoch + 1}")
@@ -311,7 +320,7 @@ class Trainer:
         cfg = self.cfg
         data = {
             "arch": cfg.model, "arch_kwargs": self.kwargs,
-            "state_dict": {k: v.detach().cpu() for k, v in self.model.state_dict().items()},
+            "state_dict": _cpu(self.kept.state_dict()),
             "preprocess": self.pp.to_dict(), "config": config_to_dict(cfg), "metrics": metrics, "epoch": epoch,
             "data": {"train_images": len(self.train_split.paths), "val_images": len(self.val_split.paths),
                      "data_dir": str(self.data_dir)},
@@ -319,6 +328,8 @@ class Trainer:
         if with_state:
             data.update(optimizer=self.optimizer.state_dict(), scheduler=self.scheduler.state_dict(),
                         history=self.history, best=self.best)
+            if self.ema is not None:
+                data.update(train_state_dict=_cpu(self.model.state_dict()), ema_updates=self.ema.updates)
         return data
 
     def save_epoch(self, epoch: int, row: dict) -> None:
@@ -348,6 +359,10 @@ def train(cfg: Config, data_dir: Path, out_dir: Path | None = None, resume: Path
           device: str = "auto", reporter: Reporter | None = None) -> TrainResult:
     """Train `cfg` on the official-layout folder `data_dir`; returns the run folder and history."""
     return Trainer(cfg, data_dir, out_dir, resume, device, reporter).run()
+
+
+def _cpu(state_dict: dict) -> dict:
+    return {k: v.detach().cpu() for k, v in state_dict.items()}
 
 
 def write_history(run_dir: Path, history: list[dict]) -> None:

@@ -312,3 +312,58 @@ def test_all_data_model_takes_its_twins_score_calibration(tiny_run, dataset, tmp
     after = load_checkpoint(model)
     assert after["preprocess"]["confidence"] == twin["preprocess"]["confidence"] is not None
     assert all(torch.equal(after["state_dict"][k], v) for k, v in before["state_dict"].items())  # weights untouched
+
+
+def test_weight_average_follows_the_ramped_decay():
+    from fkd_cli.ema import WeightAverage, ramped_decay
+
+    model = torch.nn.Sequential(torch.nn.Linear(2, 2), torch.nn.BatchNorm1d(2))
+    average = WeightAverage(model, decay=0.9)
+    expected = model[0].weight.detach().clone()
+    average.update(model)  # the first update copies the weights
+    for step in range(1, 4):
+        with torch.no_grad():
+            model[0].weight.add_(1.0)
+        model(torch.randn(4, 2))  # moves BatchNorm's running statistics and its batch counter
+        average.update(model)
+        d = ramped_decay(0.9, step)
+        expected = d * expected + (1 - d) * model[0].weight.detach()
+    assert torch.allclose(average.module[0].weight, expected)
+    assert not torch.allclose(average.module[0].weight, model[0].weight)
+    assert int(average.module[1].num_batches_tracked) == int(model[1].num_batches_tracked) == 3
+    assert average.updates == 4 and 0 < ramped_decay(0.9, 4) < ramped_decay(0.9, 4000) < 0.9
+
+
+def test_averaged_weights_are_the_model_and_resume_exactly(dataset, tmp_path, monkeypatch):
+    """ema_decay: model.pth holds the average, last.pth the raw weights as well; a run stopped
+    after the last batch of its first epoch and resumed ends with the same average as a run that
+    never stopped (mid-epoch, the augmentation of the remaining batches is drawn anew)."""
+    from fkd_cli import trainer as engine
+    from fkd_cli.config import resolve_config
+
+    cfg = resolve_config("fkd-best", TINY + ["epochs=2", "ema_decay=0.99"])
+    whole = engine.train(cfg, dataset, tmp_path / "whole")
+    last = load_checkpoint(tmp_path / "whole" / "last.pth")
+    assert last["ema_updates"] > 1
+    assert any(not torch.equal(last["state_dict"][k], last["train_state_dict"][k]) for k in last["state_dict"])
+    best = load_checkpoint(tmp_path / "whole" / "model.pth")
+    assert "train_state_dict" not in best and set(best["state_dict"]) == set(last["train_state_dict"])
+
+    import signal
+
+    class StopAfterFirstEpoch(engine.SilentReporter):
+        def start(self, total_epochs, batches, info):
+            self.batches = batches
+
+        def batch(self, epoch, index, loss):
+            if index == self.batches - 1:
+                os.kill(os.getpid(), signal.SIGINT)
+
+    first = engine.train(cfg, dataset, tmp_path / "split", reporter=StopAfterFirstEpoch())
+    assert first.stopped_early
+    engine.train(cfg, dataset, resume=tmp_path / "split" / "last.pth")
+    again = load_checkpoint(tmp_path / "split" / "last.pth")
+    assert again["ema_updates"] == last["ema_updates"]
+    for key in ("state_dict", "train_state_dict"):
+        assert all(torch.equal(again[key][k], last[key][k]) for k in last[key]), key
+    assert [row["val_nme"] for row in whole.history] == list(pd.read_csv(tmp_path / "split" / "metrics.csv")["val_nme"])
