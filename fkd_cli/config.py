@@ -55,6 +55,7 @@ class Config:
     flip: bool = True  # random horizontal flip with left/right index swap
     color_jitter: float = 0.2  # brightness/contrast/saturation strength; 0 = off
     grayscale_prob: float = 0.0  # chance of turning a training crop grey
+    erasing_prob: float = 0.0  # chance of covering a rectangle of a training crop (2-33% of it) with noise, like an occluding hand (torchvision's RandomErasing)
     # --- model ---
     model: str = "fkdnet"  # architecture: fkdnet, fkdnet-sep and fkdnet-hybrid (leaner: depthwise-separable convs), fkdnet-hm, seed-first, seed-final, seed-final-bn
     width: int = 32  # base channel count for our own architectures
@@ -188,6 +189,7 @@ RANGES: dict[str, tuple[float | None, float | None, bool, bool]] = {
     "whole_image_prob": (0, 1, True, True),
     "color_jitter": (0, 1, True, True),
     "grayscale_prob": (0, 1, True, True),
+    "erasing_prob": (0, 1, True, True),
     "width": (1, 1024, True, True),
     "head_hidden": (0, None, True, True),
     "dropout": (0, 1, True, False),

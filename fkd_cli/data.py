@@ -167,6 +167,9 @@ class KeypointDataset(Dataset):
             photometric.append(v2.RandomGrayscale(p=cfg.grayscale_prob))
         self.photometric = v2.Compose(photometric) if photometric else None
         self.rotate = v2.RandomAffine(degrees=cfg.rotation) if train and cfg.rotation > 0 else None
+        # a rectangle of noise over part of the face stands in for the hands, microphones and
+        # sunglasses of the worst faces; the keypoints under it keep their labels
+        self.erase = v2.RandomErasing(p=cfg.erasing_prob, value="random") if train and cfg.erasing_prob > 0 else None
 
     def __len__(self) -> int:
         return len(self.images)
@@ -197,6 +200,8 @@ class KeypointDataset(Dataset):
         if self.photometric is not None:
             img = self.photometric(img)
         x = torch.from_numpy(to_input(img.as_subclass(torch.Tensor).permute(1, 2, 0).numpy()[None], self.pp)[0])
+        if self.erase is not None:
+            x = self.erase(x)
         target = crop_points_to_targets(kp.as_subclass(torch.Tensor).float(), self.pp).reshape(-1)
         # along x; along y it is the same for every framing (a square crop, or the squashed whole image)
         crop_pixel = box_sides(box)[0] / self.pp.input_size  # image pixels per crop pixel

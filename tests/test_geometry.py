@@ -208,3 +208,31 @@ def test_crop_is_torchvision_resized_crop():
         differing, total = differing + int((gap > 0).sum()), total + gap.size
         assert np.array_equal(moved, want_points.as_subclass(torch.Tensor).numpy())
     assert differing / total < 0.01
+
+
+def test_erasing_covers_part_of_the_crop_and_keeps_the_targets(tmp_path):
+    """erasing_prob=1: every training crop has one rectangle changed, the rest of its pixels and the
+    targets are those of the same draw without erasing."""
+    from .helpers import make_dataset
+    from fkd_cli.data import read_split
+
+    root = make_dataset(tmp_path, n_train=2, n_test=1)
+    split = read_split(root, "training")
+    still = {"input_size": 64, "rotation": 0, "scale_jitter": 0, "shift_jitter": 0, "color_jitter": 0,
+             "flip": False, "detector": "none"}
+    plain_cfg = resolve_config(None, still)
+    erased_cfg = resolve_config(None, {**still, "erasing_prob": 1.0})
+    pp = Preprocess.from_config(plain_cfg, 68)
+    plain = KeypointDataset(ImageCache(split.paths), split.keypoints, pp, plain_cfg, train=True)
+    erased = KeypointDataset(ImageCache(split.paths), split.keypoints, pp, erased_cfg, train=True)
+    for seed in range(5):
+        torch.manual_seed(seed)
+        x0, t0, _ = plain[0]
+        torch.manual_seed(seed)
+        x1, t1, _ = erased[0]
+        assert torch.equal(t0, t1)
+        changed = (x0 != x1).any(0)
+        rows, cols = changed.any(1).nonzero(), changed.any(0).nonzero()
+        box = changed[rows.min():rows.max() + 1, cols.min():cols.max() + 1]
+        assert 0.02 * 64 * 64 * 0.9 <= box.numel() <= 0.33 * 64 * 64 * 1.1  # one rectangle of the chosen size
+        assert box.float().mean() > 0.95 and changed.sum() == box.sum()
