@@ -19,8 +19,8 @@ from .checkpoint import load_checkpoint, save_checkpoint
 from .config import Config, check_keypoint_indices, config_from_dict, config_to_dict, dump_config
 from .data import ImageCache, KeypointDataset, read_split, train_val_split, training_share
 from .distill import Teacher
-from .ema import WeightAverage
 from .distributed import ResumableSampler, StopRequest, barrier, broadcast_object, init_distributed
+from .ema import WeightAverage
 from .errors import FkdError
 from .evaluate import evaluate
 from .framing import Preprocess, box_from_detection
@@ -197,7 +197,9 @@ class Trainer:
         self.predictor = Predictor(TorchBackend(self.kept, self.dev), self.pp, "training", detector="none")
 
     def restore(self, state: dict) -> None:
-        """Continue exactly where last.pth stopped: weights, optimiser, schedule, batch within the epoch."""
+        """Continue where last.pth stopped: weights (raw and averaged), optimiser, schedule, batch within
+        the epoch. Stopped after an epoch's last batch the run is bit-identical to an unstopped one; inside
+        an epoch, the rest of it draws its augmentation anew."""
         # state_dict holds the kept (averaged) weights, train_state_dict the raw ones when they differ
         self.model.load_state_dict(state.get("train_state_dict", state["state_dict"]))
         if self.ema is not None:
