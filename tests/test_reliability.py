@@ -194,6 +194,7 @@ def test_diverging_weights_with_a_finite_loss_stop_cleanly(dataset, tmp_path):
     ("lr=.nan", "lr"), ("lr=.inf", "lr"), ("rotation=-5", "rotation"), ("grad_clip=-1", "grad_clip"),
     ("detector_box_prob=2", "detector_box_prob"), ("std=[0]", "std"), ("norm_points=[0,0]", "norm_points"),
     ("name=../../x", "name"), ("name=a/b", "name"), ("keypoints=0", "keypoints"),
+    ("ema_decay=1", "ema_decay"), ("ema_decay=-0.1", "ema_decay"), ("erasing_prob=1.5", "erasing_prob"),
 ])
 def test_config_values_are_range_checked(override, key):
     with pytest.raises(FkdError, match=f"'{key}'"):
