@@ -3,8 +3,8 @@ faster face?
 
     python benchmarks/runtimes.py [--model fkd_cli/assets/fkd-default.onnx] [--rounds 7]
 
-Runs the ONNX twin of the bundled model on one thread (ONNX Runtime's session made as fkd makes it,
-`backends.ort_session`), one face with flip TTA (the crop and its mirror
+Runs the ONNX twin of the bundled model on one thread (loaded as fkd loads it, `backends.load_onnx`: the
+same ONNX Runtime session, and the crop its metadata names), one face with flip TTA (the crop and its mirror
 image: one call at batch 2 where the runtime batches, two calls at batch 1 where it does not), on:
 - ONNX Runtime (the default path's runtime),
 - OpenVINO (`pip install openvino`), reading the same ONNX file, fp32,
@@ -33,41 +33,26 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def onnxruntime_face(model: Path):
-    from fkd_cli.backends import ort_session
-
-    session = ort_session(str(model), threads=1)
-    name = session.get_inputs()[0].name
-    return lambda pair: session.run(None, {name: pair})[0]
-
-
-def input_side(model: Path) -> int:
-    """The square crop side the exported network takes (its input is (batch, C, S, S))."""
-    import onnx
-
-    return onnx.load(str(model)).graph.input[0].type.tensor_type.shape.dim[-1].dim_value
-
-
-def openvino_face(model: Path, side: int):
+def openvino_face(model: Path, crop: tuple[int, int, int]):
     import openvino as ov
 
     core = ov.Core()
     network = core.read_model(str(model))
-    network.reshape([2, 3, side, side])
+    network.reshape([2, *crop])
     compiled = core.compile_model(network, "CPU", {"INFERENCE_NUM_THREADS": 1, "PERFORMANCE_HINT": "LATENCY",
                                                    "INFERENCE_PRECISION_HINT": "f32"})
     request = compiled.create_infer_request()
     return lambda pair: request.infer({0: pair})[0]
 
 
-def ncnn_face(model: Path, folder: Path, side: int):
+def ncnn_face(model: Path, folder: Path, crop: tuple[int, int, int]):
     import ncnn
 
     pnnx = shutil.which("pnnx") or str(Path(sys.executable).with_name("pnnx"))
     local = folder / "net.onnx"
     if not local.exists():
         shutil.copy(model, local)
-        subprocess.run([pnnx, str(local), f"inputshape=[1,3,{side},{side}]"], cwd=folder, check=True, capture_output=True)
+        subprocess.run([pnnx, str(local), f"inputshape=[1,{','.join(map(str, crop))}]"], cwd=folder, check=True, capture_output=True)
     net = ncnn.Net()
     net.opt.num_threads = 1
     net.opt.use_fp16_storage = net.opt.use_fp16_packed = net.opt.use_fp16_arithmetic = False  # same maths
@@ -91,13 +76,17 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=7)
     args = parser.parse_args()
 
-    side = input_side(args.model)
-    pair = np.random.default_rng(0).random((2, 3, side, side), dtype=np.float32)
+    from fkd_cli.backends import load_onnx
+
+    # fkd's own loader: the session as the default path makes it, and the crop the file's contract names
+    onnxruntime, pp, _ = load_onnx(args.model, threads=1)
+    crop = (pp.channels, pp.input_size, pp.input_size)
+    pair = np.random.default_rng(0).random((2, *crop), dtype=np.float32)
     folder = Path(tempfile.mkdtemp(prefix="fkd-runtimes-"))
     makers = {
-        "onnxruntime": lambda: onnxruntime_face(args.model),
-        "openvino fp32": lambda: openvino_face(args.model, side),
-        "ncnn fp32": lambda: ncnn_face(args.model, folder, side),
+        "onnxruntime": lambda: onnxruntime,
+        "openvino fp32": lambda: openvino_face(args.model, crop),
+        "ncnn fp32": lambda: ncnn_face(args.model, folder, crop),
     }
     runners = {}
     for name, make in makers.items():

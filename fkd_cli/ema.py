@@ -23,8 +23,6 @@ class WeightAverage:
     """The averaged copy of `model`; `update()` after every optimiser step."""
 
     def __init__(self, model: nn.Module, decay: float):
-        self.decay = decay
-
         @torch.no_grad()
         def ema(averaged: list[torch.Tensor], current: list[torch.Tensor], n_averaged: torch.Tensor) -> None:
             d = ramped_decay(decay, int(n_averaged))
