@@ -68,7 +68,7 @@ class Config:
     lr: float = 2e-3  # peak learning rate
     weight_decay: float = 1e-4
     schedule: str = "onecycle"  # constant | cosine | onecycle
-    loss: str = "l1"  # mse | l1 | smooth_l1 | wing
+    loss: str = "l1"  # mse | l1 | smooth_l1 | wing | l1_nme (L1 divided by each face's eye distance, as NME is)
     teachers: list[str] = field(default_factory=list)  # knowledge distillation: checkpoints whose mean prediction is learnt as well as the labels ([] = off)
     distill_weight: float = 0.5  # with teachers: the share of the loss on the teachers' prediction (the rest on the labels)
     grad_clip: float = 0.0  # max gradient norm; 0 = off
@@ -85,7 +85,7 @@ CHOICES = {
     "framing": ("face", "frame", "squash"),
     "optimizer": ("adam", "adamw", "sgd"),
     "schedule": ("constant", "cosine", "onecycle"),
-    "loss": ("mse", "l1", "smooth_l1", "wing"),
+    "loss": ("mse", "l1", "smooth_l1", "wing", "l1_nme"),
     "detector": ("mtcnn", "haar", "none"),
     "channels": (1, 3),
 }

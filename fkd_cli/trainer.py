@@ -26,7 +26,7 @@ from .evaluate import evaluate
 from .framing import Preprocess, box_from_detection
 from .inference import Predictor
 from .models import build_model, model_kwargs
-from .optim import LOSSES, make_optimizer, make_scheduler
+from .optim import make_loss, make_optimizer, make_scheduler
 from .outputs import check_output_folder, claim_run_dir, release_if_empty
 
 
@@ -190,7 +190,7 @@ class Trainer:
             self.net = nn.parallel.DistributedDataParallel(self.model, device_ids=ids)
         self.optimizer = make_optimizer(cfg, self.model)
         self.scheduler = make_scheduler(cfg, self.optimizer, len(self.loader))
-        self.loss_fn = LOSSES[cfg.loss]
+        self.loss_fn = make_loss(cfg, self.pp.norm_points)
         # the weights that are validated and saved as the model: the moving average when there is one
         self.ema = WeightAverage(self.model, cfg.ema_decay) if cfg.ema_decay > 0 else None
         self.kept = self.ema.module if self.ema is not None else self.model

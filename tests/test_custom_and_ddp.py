@@ -62,6 +62,18 @@ def test_flip_without_permutation_is_an_error(dataset5, tmp_path):
     assert result.exit_code == 0, result.output
 
 
+def test_nme_weighted_loss_needs_the_layouts_norm_points(dataset5, tmp_path):
+    """loss=l1_nme divides by the distance between the norm points: a 5-point layout must name them."""
+    base = [s for s in FIVE if not s.startswith("norm_points")] + ["loss=l1_nme"]
+    text = one_line_error(invoke("train", "--config", "fkd-best", "--data-dir", dataset5, "--out", tmp_path / "x", *sets(base)))
+    assert "l1_nme" in text and "norm_points" in text
+    assert not (tmp_path / "x").exists()  # refused before anything was written
+    result = invoke("train", "--config", "fkd-best", "--data-dir", dataset5, "--out", tmp_path / "y", "--quiet",
+                    *sets(FIVE + ["loss=l1_nme"]))
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "y" / "model.pth").exists()
+
+
 def _torchrun(nproc: int, *args, cwd: Path) -> subprocess.CompletedProcess:
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={nproc}",

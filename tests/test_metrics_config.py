@@ -6,6 +6,7 @@ import torch
 from fkd_cli.config import find_config_file, parse_overrides, resolve_config
 from fkd_cli.errors import FkdError
 from fkd_cli.metrics import auc, failure_rate, per_image_nme, seed_mse, summarize
+from fkd_cli.optim import l1_nme_loss
 
 
 def _face(eye_distance: float) -> torch.Tensor:
@@ -22,6 +23,16 @@ def test_nme_hand_computed():
     pred = gt.clone()
     pred[0, :34, 1] += 2.0  # half the points 2 px off: mean 1 px: 10%
     assert per_image_nme(pred, gt, (36, 45)).item() == pytest.approx(0.10)
+
+
+def test_l1_nme_loss_weighs_each_face_by_its_eye_distance():
+    """The same error costs twice as much on a face whose eyes are half as far apart, as in NME."""
+    target = torch.stack([_face(0.5).reshape(-1), _face(0.25).reshape(-1), _face(0.01).reshape(-1)])
+    pred = target + 0.1  # every coordinate 0.1 off: L1 0.1 on each face
+    assert l1_nme_loss(pred[:1], target[:1], [36, 45]).item() == pytest.approx(0.2)
+    assert l1_nme_loss(pred[1:2], target[1:2], [36, 45]).item() == pytest.approx(0.4)
+    assert l1_nme_loss(pred[:2], target[:2], [36, 45]).item() == pytest.approx(0.3)  # the mean over faces
+    assert l1_nme_loss(pred[2:], target[2:], [36, 45]).item() == pytest.approx(1.0)  # distance kept above 0.1
 
 
 def test_failure_rate_and_auc_hand_computed():
