@@ -11,7 +11,7 @@ from torch.utils.data import Dataset
 
 from .config import Config
 from .errors import FkdError
-from .framing import Box, Preprocess, box_sides, crop, crop_points_to_targets, to_input
+from .framing import Box, Preprocess, box_sides, crop, crop_points_to_targets, flip_crop_points, to_input
 from .images import read_image
 from .metrics import seed_units
 from .tv import F, tv_tensors, v2
@@ -196,7 +196,11 @@ class KeypointDataset(Dataset):
             img, kp = self.rotate(img, kp)
         if self.train and self.cfg.flip and self.pp.flip_permutation is not None and torch.rand(()) < 0.5:
             img = F.horizontal_flip(img)
-            kp = F.horizontal_flip(kp)[self.pp.flip_permutation]
+            # the mirror that un-mirrors flip TTA at inference (x -> size - x: fkd's crop pixel j spans
+            # [j, j + 1)); torchvision's keypoint flip takes size - 1 - x, which put every mirrored label
+            # a crop pixel left of its face and taught the model a half-pixel bias
+            mirrored = flip_crop_points(kp.as_subclass(torch.Tensor).numpy()[None], self.pp)[0]
+            kp = tv_tensors.wrap(torch.from_numpy(mirrored), like=kp)
         if self.photometric is not None:
             img = self.photometric(img)
         x = torch.from_numpy(to_input(img.as_subclass(torch.Tensor).permute(1, 2, 0).numpy()[None], self.pp)[0])

@@ -135,6 +135,32 @@ def test_training_flip_swaps_indices(tmp_path):
     assert flipped_seen and plain_seen
 
 
+def test_training_flip_keeps_labels_on_the_mirrored_pixels():
+    """A bright dot under the nose tip (point 30, its own mirror) stays under its label in flipped
+    training crops too, as exactly as in plain ones: the label mirror is the pixel mirror, the one that
+    inference uses to undo flip TTA. (torchvision's keypoint flip, size - 1 - x, put it a pixel off.)"""
+    image = np.zeros((240, 240, 3), np.uint8)
+    points = np.array(MEAN_FACE_68, np.float32) * 120 + 60
+    points[30] = [119.5, 140.5]
+    image[139:142, 118:121] = 255  # a 3 x 3 dot centred on (119.5, 140.5)
+    cfg = resolve_config(None, {"input_size": 96, "rotation": 0, "scale_jitter": 0, "shift_jitter": 0, "color_jitter": 0,
+                                "grayscale_prob": 0, "detector_box_prob": 0, "whole_image_prob": 0})
+    pp = Preprocess.from_config(cfg, 68)
+    ds = KeypointDataset([image], torch.from_numpy(points)[None], pp, cfg, train=True)
+    torch.manual_seed(0)
+    seen = set()
+    for _ in range(12):
+        x, target, _ = ds[0]
+        label = target.view(68, 2)[30] * pp.target_scale + pp.target_offset  # crop pixels
+        brightness = (x[0] - x[0].min()).double()
+        ys, xs = torch.meshgrid(torch.arange(96) + 0.5, torch.arange(96) + 0.5, indexing="ij")
+        dot = torch.stack([(xs * brightness).sum(), (ys * brightness).sum()]) / brightness.sum()
+        assert torch.allclose(dot.float(), label, atol=0.05), (dot, label)
+        left_eye_on_the_left = target.view(68, 2)[36, 0] < target.view(68, 2)[45, 0]
+        seen.add((bool(left_eye_on_the_left), round(float(label[0]), 3)))
+    assert len({x for _, x in seen}) == 2  # both plain and mirrored crops were drawn
+
+
 def test_decode_handles_every_mode(tmp_path):
     from PIL import Image
 
