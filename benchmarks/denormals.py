@@ -44,8 +44,9 @@ def main() -> None:
 
     from fkd_cli.checkpoint import load_checkpoint
     from fkd_cli.config import config_from_dict, resolve_config
+    from fkd_cli.landmarks import IBUG68_NORM_POINTS
     from fkd_cli.models import build_model, model_kwargs
-    from fkd_cli.optim import LOSSES, make_optimizer
+    from fkd_cli.optim import make_loss, make_optimizer
 
     torch.set_num_threads(1)
     torch.manual_seed(0)
@@ -55,7 +56,7 @@ def main() -> None:
     optimizer = make_optimizer(cfg, model)
     x = torch.rand(cfg.batch_size, cfg.channels, cfg.input_size, cfg.input_size)
     y = torch.randn(cfg.batch_size, 136) * 0.3
-    loss_fn = LOSSES[cfg.loss]
+    loss_fn = make_loss(cfg, list(cfg.norm_points or IBUG68_NORM_POINTS))  # the trainer's loss, any of them
 
     def step():
         loss = loss_fn(model(x), y)

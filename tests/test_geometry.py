@@ -156,9 +156,8 @@ def test_training_flip_keeps_labels_on_the_mirrored_pixels():
         ys, xs = torch.meshgrid(torch.arange(96) + 0.5, torch.arange(96) + 0.5, indexing="ij")
         dot = torch.stack([(xs * brightness).sum(), (ys * brightness).sum()]) / brightness.sum()
         assert torch.allclose(dot.float(), label, atol=0.05), (dot, label)
-        left_eye_on_the_left = target.view(68, 2)[36, 0] < target.view(68, 2)[45, 0]
-        seen.add((bool(left_eye_on_the_left), round(float(label[0]), 3)))
-    assert len({x for _, x in seen}) == 2  # both plain and mirrored crops were drawn
+        seen.add(round(float(label[0]), 3))
+    assert len(seen) == 2  # both plain and mirrored crops were drawn
 
 
 def test_decode_handles_every_mode(tmp_path):
