@@ -136,8 +136,16 @@ def ort_session(source, threads: int = 0):
 def parse_contract(preprocess: str, meta: str, path: Path) -> tuple[Preprocess, dict]:
     """The embedded preprocessing contract and metadata (JSON strings) of an exported file."""
     try:
-        return Preprocess.from_dict(json.loads(preprocess)), json.loads(meta) if meta else {}
-    except (TypeError, ValueError, KeyError) as exc:
+        return contract_from_dict(json.loads(preprocess), path), json.loads(meta) if meta else {}
+    except ValueError as exc:  # JSON that does not parse
+        raise FkdError(f"{path}: its fkd metadata is damaged ({exc})") from None
+
+
+def contract_from_dict(data, path: Path) -> Preprocess:
+    """A model file's preprocessing contract, or one line saying the file is damaged."""
+    try:
+        return Preprocess.from_dict(data)
+    except (TypeError, ValueError, KeyError, AttributeError) as exc:
         raise FkdError(f"{path}: its fkd metadata is damaged ({exc})") from None
 
 
@@ -194,9 +202,10 @@ def load_pth(path: Path, device) -> tuple[TorchBackend, Preprocess, dict]:
     from .models import fuse_for_inference
 
     data = load_checkpoint(path)
+    pp = contract_from_dict(data["preprocess"], path)
     model = fuse_for_inference(build_from_checkpoint(data))
     info = {"arch": data["arch"], "metrics": data.get("metrics", {}), "config": data.get("config", {})}
-    return TorchBackend(model, device), Preprocess.from_dict(data["preprocess"]), info
+    return TorchBackend(model, device), pp, info
 
 
 def load_backend(path: Path, device: str = "auto", trust_code: bool = False, threads: int = 0):

@@ -60,24 +60,59 @@ def calibrate(detector_name: str, images, keypoints: torch.Tensor, progress=None
     return Calibration(fit_rule(detector_name, detections, keypoints), detections)
 
 
-def recalibrate(model: Path, detector_name: str, data_dir: Path, out: Path, progress=None) -> DetectorRule:
-    """Measure a face-framed model's rule for another detector on the `training/` split (test images
-    are never looked at) and write the model with that rule to `out`; the weights are unchanged."""
+def recalibrate(model: Path, data_dir: Path, out: Path, detector_name: str | None = None, bias: bool = False,
+                progress=None) -> dict:
+    """Refit a trained model's calibrations without retraining and write it to `out` (the weights
+    are unchanged): with `detector_name`, the rule for that detector, measured on the `training/`
+    split; with `bias`, its per-point bias correction (bias.py), measured on the validation split it
+    was trained without. `test/` is never looked at. Returns what was written into the contract."""
     from .checkpoint import load_checkpoint, update_checkpoint
     from .data import ImageCache, read_split
     from .outputs import check_output_file
 
+    if detector_name is None and not bias:
+        raise FkdError("nothing to calibrate: give --detector NAME (a detector rule) and/or --bias (a bias correction)")
     check_output_file(out, "--out")
     data = load_checkpoint(model)
     if not Preprocess.from_dict(data["preprocess"]).framer.uses_detector:
         raise FkdError(f"{model}: a whole-frame model uses no face detector; nothing to calibrate")
-    split = read_split(data_dir, "training")
+    num_keypoints = data["preprocess"]["num_keypoints"]
+    changes: dict = {}
+    if detector_name is not None:
+        split = read_split(data_dir, "training")
+        if split.num_keypoints != num_keypoints:
+            raise FkdError(f"{data_dir}: {split.num_keypoints} keypoints per row, but the model predicts {num_keypoints}")
+        result = calibrate(detector_name, ImageCache(split.paths), split.keypoints, progress)
+        if result.rule.samples < MIN_SAMPLES:
+            raise FkdError(f"{detector_name} matched only {result.rule.samples} of {len(split.paths)} training faces "
+                           f"(at least {MIN_SAMPLES} needed); {out} was not written")
+        changes["rule"] = asdict(result.rule)
+    if bias:
+        changes["bias_correction"] = measure_bias_correction(model, data, data_dir, progress)
+    update_checkpoint(model, out, preprocess=changes,
+                      config={"detector": detector_name} if detector_name is not None else None)
+    return changes
+
+
+def measure_bias_correction(model: Path, data: dict, data_dir: Path, progress=None) -> list[list[float]]:
+    """The checkpoint's bias correction refitted on its own validation split (ground-truth boxes, as
+    the trainer measures it), through the model's default inference path."""
+    from .bias import MIN_FACES, fit_bias_correction
+    from .data import ImageCache, load_split
+    from .evaluate import evaluate
+    from .inference import load_predictor
+
+    cfg = data.get("config", {})
+    if cfg.get("validation", "split") != "split" or not cfg.get("val_fraction", 0.1) > 0:
+        raise FkdError(f"{model}: trained without a validation split (val_fraction 0 or validation: test), so it has no "
+                       "held-out faces of training/ to measure a bias correction on")
+    split = load_split(data_dir, "val", cfg.get("val_fraction", 0.1), cfg.get("seed", 0))
     if split.num_keypoints != data["preprocess"]["num_keypoints"]:
         raise FkdError(f"{data_dir}: {split.num_keypoints} keypoints per row, but the model predicts "
                        f"{data['preprocess']['num_keypoints']}")
-    result = calibrate(detector_name, ImageCache(split.paths), split.keypoints, progress)
-    if result.rule.samples < MIN_SAMPLES:
-        raise FkdError(f"{detector_name} matched only {result.rule.samples} of {len(split.paths)} training faces "
-                       f"(at least {MIN_SAMPLES} needed); {out} was not written")
-    update_checkpoint(model, out, preprocess={"rule": asdict(result.rule)}, config={"detector": detector_name})
-    return result.rule
+    predictor = load_predictor(model)
+    result = evaluate(predictor, ImageCache(split.paths), split.keypoints, boxes="gt", progress=progress)
+    correction = fit_bias_correction(result, split.keypoints, predictor.pp)
+    if correction is None:
+        raise FkdError(f"{data_dir}: fewer than {MIN_FACES} validation faces to measure a bias correction on")
+    return correction

@@ -451,13 +451,14 @@ def _finish_predictions(report, total, out_dir, json_out, csv_out, output_errors
 @user_errors
 def calibrate(
     model: Path = typer.Argument(..., metavar="MODEL", help="A face-framed .pth checkpoint."),
-    detector: DetectorName = typer.Option(..., "--detector", help="The detector to measure a rule for."),
-    data_dir: Path = typer.Option(Path("data"), "--data-dir", help="Folder in the official layout; its training/ split is used."),
+    detector: Optional[DetectorName] = typer.Option(None, "--detector", help="Measure a rule for this detector (on training/)."),
+    bias: bool = typer.Option(False, "--bias", metavar=FLAG, help="Measure the per-point bias correction (on the validation split the model was trained without)."),
+    data_dir: Path = typer.Option(Path("data"), "--data-dir", help="Folder in the official layout the model was trained on."),
     out: Path = typer.Option(..., "--out", help="Where to write the recalibrated checkpoint."),
     quiet: bool = typer.Option(False, "--quiet", "-q", metavar=FLAG, help=QUIET_HELP),
 ):
-    """Fit a trained model to another face detector without retraining: measure how the detector's
-    boxes sit on the training faces and store that rule in a copy of the model.
+    """Fit a trained model to another face detector, or refit its bias correction, without retraining:
+    the calibrations are stored in a copy of the model, the weights are unchanged. test/ is never used.
 
     Example: fkd calibrate runs/fkd-best/model.pth --detector haar --out model-haar.pth
     """
@@ -468,11 +469,23 @@ def calibrate(
     from .calibrate import recalibrate
     from .render import console, progress
 
-    with progress(f"{detector.value} pass", quiet=quiet) as bar:
-        rule = recalibrate(model, detector.value, data_dir, out, progress=lambda done, total: bar.update(done, total))
-    if not quiet:
-        console.print(f"{out}: {detector.value} rule from {rule.samples} training faces: "
-                      f"dx={rule.dx:+.3f} dy={rule.dy:+.3f} scale={rule.scale:.3f}", highlight=False)
+    what = " and ".join(name for name, asked in ((f"{detector.value if detector else ''} rule", detector), ("bias", bias)) if asked)
+    with progress(f"{what or 'calibration'} pass", quiet=quiet) as bar:
+        changes = recalibrate(model, data_dir, out, detector.value if detector else None, bias,
+                              progress=lambda done, total: bar.update(done, total))
+    if quiet:
+        return
+    if "rule" in changes:
+        rule = changes["rule"]
+        console.print(f"{out}: {rule['detector']} rule from {rule['samples']} training faces: "
+                      f"dx={rule['dx']:+.3f} dy={rule['dy']:+.3f} scale={rule['scale']:.3f}", highlight=False)
+    if "bias_correction" in changes:
+        import numpy as np
+
+        values = np.asarray(changes["bias_correction"])
+        console.print(f"{out}: bias correction from the validation split: mean {values[:, 0].mean():+.3f} px along x, "
+                      f"{values[:, 1].mean():+.3f} px along y, largest {np.abs(values).max():.3f} px (crop pixels)",
+                      highlight=False)
 
 
 @app.command()

@@ -44,6 +44,7 @@ class Config:
     detector: str = "mtcnn"  # detector whose boxes the model is calibrated against ("none" to skip)
     refine_steps: int = 1  # re-crops from the predicted landmarks before the final prediction
     flip_tta: bool = False  # average with the prediction on the mirrored crop
+    bias_correction: bool = True  # measure the network's mean error per point on the validation split and store it as a correction (README, Accuracy); never with validation: test
     smooth_min_cutoff: float = 0.5  # video: One Euro filter cut-off for a still face, Hz (lower: smoother)
     smooth_beta: float = 40.0  # video: extra cut-off per face size a second of movement (higher: less lag)
     # --- augmentation (training only) ---

@@ -24,6 +24,7 @@ class EvalResult:
     face_scores: torch.Tensor | None = None  # (N,) the matched detection's score (NaN: missed, gt boxes, no score)
     names: list[str] | None = None  # (N,) each image's file name, where the images came from files
     region_nme: dict[str, torch.Tensor] | None = None  # region name -> (N,) NME of that region's points
+    boxes: list | None = None  # (N,) the crop box each prediction came from (its last pass)
 
     @property
     def count(self) -> int:
@@ -56,7 +57,7 @@ def evaluate(predictor: Predictor, images: ImageCache, keypoints: torch.Tensor, 
             initial.append(predictor.initial_box(image, detection))
         if progress is not None:
             progress(i + 1, len(images))
-    predictions, spread = predictor.keypoints_and_spread(all_images, initial, missed)
+    predictions, spread, crop_boxes = predictor.keypoints_spread_and_boxes(all_images, initial, missed)
     predictions = torch.from_numpy(predictions)  # the metrics are torch's: training computes its losses there too
     spread = None if spread is None else torch.from_numpy(spread)
     sizes = torch.tensor([list(img.shape[:2]) for img in all_images], dtype=torch.float32)
@@ -66,7 +67,8 @@ def evaluate(predictor: Predictor, images: ImageCache, keypoints: torch.Tensor, 
     metrics["missed"] = sum(missed)
     names = [Path(p).name for p in images.paths] if hasattr(images, "paths") else None
     return EvalResult(metrics, per_image_nme(predictions, keypoints, norm), torch.tensor(missed, dtype=torch.bool), predictions, spread,
-                      torch.tensor(face_scores, dtype=torch.float32), names, per_image_region_nme(predictions, keypoints, norm))
+                      torch.tensor(face_scores, dtype=torch.float32), names, per_image_region_nme(predictions, keypoints, norm),
+                      crop_boxes)
 
 
 def per_image_csv(result: EvalResult) -> str:

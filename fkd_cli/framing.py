@@ -61,6 +61,18 @@ class Preprocess:
     # the calibration behind keypoint and landmark scores (confidence.Confidence as a dict), measured
     # when the model is trained (None: not calibrated, no scores)
     confidence: dict | None = None
+    # (K, 2) crop pixels added to every prediction: the mean error a flip-trained network leaves on
+    # held-out faces (bias.py), measured when the model is trained (None: no correction)
+    bias_correction: list[list[float]] | None = None
+
+    def __post_init__(self):
+        if self.bias_correction is not None:
+            try:
+                values = np.asarray(self.bias_correction, dtype=np.float64)
+            except (TypeError, ValueError):
+                values = np.full(1, np.nan)
+            if values.shape != (self.num_keypoints, 2) or not np.isfinite(values).all():
+                raise ValueError(f"bias_correction must be {self.num_keypoints} pairs of finite numbers")
 
     @classmethod
     def from_config(cls, cfg: Config, num_keypoints: int) -> "Preprocess":

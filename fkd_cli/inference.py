@@ -53,7 +53,7 @@ class Predictor:
 
     def configured(self, batch_size: int | None = None, flip_tta: bool | None = None,
                    refine_steps: int | None = None, conf: float | None = None,
-                   max_faces: int | None = None) -> "Predictor":
+                   max_faces: int | None = None, bias_correction: bool | None = None) -> "Predictor":
         """A copy with other settings (the backend and detector are shared, never changed here)."""
         other = copy.copy(self)
         if batch_size is not None:
@@ -69,6 +69,8 @@ class Predictor:
         if flip_tta and self.pp.flip_permutation is None:
             raise FkdError("--flip-tta: this model has no flip permutation (its keypoints have no left/right pairs)")
         changes = {k: v for k, v in (("flip_tta", flip_tta), ("refine_steps", refine_steps)) if v is not None}
+        if bias_correction is False:  # the network's own predictions, as measured before a correction
+            changes["bias_correction"] = None
         if changes:
             other.pp = dataclasses.replace(self.pp, **changes)
             other.framer = other.pp.framer
@@ -88,11 +90,18 @@ class Predictor:
         """Crop pixels (N, K, 2) and, with flip TTA, how far the crop's and the mirrored crop's
         predictions of each point lie apart (N, K), in crop sides: the model's own doubt, for free."""
         if not self.pp.flip_tta:
-            return outputs_to_crop_points(self.backend(inputs), self.pp), None
+            return self._corrected(outputs_to_crop_points(self.backend(inputs), self.pp)), None
         # one call on crops and mirrored crops together: half the per-call overhead of two calls
         both = outputs_to_crop_points(self.backend(np.concatenate([inputs, inputs[..., ::-1]])), self.pp)
         points, mirrored = both[: len(inputs)], flip_crop_points(both[len(inputs):], self.pp)
-        return (points + mirrored) / 2, np.linalg.norm(points - mirrored, axis=-1) / np.float32(self.pp.input_size)
+        spread = np.linalg.norm(points - mirrored, axis=-1) / np.float32(self.pp.input_size)
+        return self._corrected((points + mirrored) / 2), spread
+
+    def _corrected(self, points: np.ndarray) -> np.ndarray:
+        """Crop pixels plus the model's measured bias correction (bias.py), where it has one."""
+        if self.pp.bias_correction is None:
+            return points
+        return points + np.asarray(self.pp.bias_correction, dtype=np.float32)
 
     def _keypoints_once(self, images: Sequence[np.ndarray], boxes: Sequence[Box]) -> tuple[np.ndarray, np.ndarray | None]:
         out, spreads = [], []
@@ -114,25 +123,34 @@ class Predictor:
 
     def keypoints_and_spread(self, images: Sequence[np.ndarray], boxes: Sequence[Box],
                              whole_image: Sequence[bool] | None = None) -> tuple[np.ndarray, np.ndarray | None]:
-        """Keypoints (N, K, 2) in image pixels and the flip-TTA spread (N, K) of the last pass.
+        """Keypoints (N, K, 2) in image pixels and the flip-TTA spread (N, K) of the last pass."""
+        return self.keypoints_spread_and_boxes(images, boxes, whole_image)[:2]
+
+    def keypoints_spread_and_boxes(self, images: Sequence[np.ndarray], boxes: Sequence[Box],
+                                   whole_image: Sequence[bool] | None = None):
+        """Keypoints (N, K, 2) in image pixels, the flip-TTA spread (N, K) of the last pass and the
+        crop box each face's keypoints came from (its last pass).
 
         After the first pass the crop is re-cut around the predicted landmarks, exactly as in
         training (`refine_steps` times): the detector only has to be roughly right. Faces whose
         box is the whole image (nothing detected) get `WHOLE_IMAGE_EXTRA_STEPS` more re-cuts, to
         zoom in from the whole frame.
         """
+        boxes = list(boxes)
         points, spread = self._keypoints_once(images, boxes)
         for _ in range(self.pp.refine_steps):
             boxes = self._recrop_boxes(points, boxes)
             points, spread = self._keypoints_once(images, boxes)
         coarse = [i for i, flag in enumerate(whole_image or []) if flag] if self.framer.uses_detector else []
         for _ in range(WHOLE_IMAGE_EXTRA_STEPS if coarse else 0):
-            subset, subset_spread = self._keypoints_once(
-                [images[i] for i in coarse], self._recrop_boxes(points[coarse], [boxes[i] for i in coarse]))
+            recut = self._recrop_boxes(points[coarse], [boxes[i] for i in coarse])
+            subset, subset_spread = self._keypoints_once([images[i] for i in coarse], recut)
             points[coarse] = subset
+            for i, box in zip(coarse, recut):
+                boxes[i] = box
             if spread is not None:
                 spread[coarse] = subset_spread
-        return points, spread
+        return points, spread, boxes
 
     def scores(self, points: np.ndarray, spread: np.ndarray | None) -> tuple[np.ndarray | None, np.ndarray | None]:
         """Keypoint scores (N, K) and landmark scores (N,) in [0, 1] for predictions (N, K, 2) and

@@ -14,6 +14,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from .backends import TorchBackend, pick_device
+from .bias import fit_bias_correction
 from .confidence import fit_confidence
 from .checkpoint import load_checkpoint, save_checkpoint
 from .config import Config, check_keypoint_indices, config_from_dict, config_to_dict, dump_config
@@ -138,6 +139,8 @@ class Trainer:
             self.train_split, self.val_split = train_val_split(training, cfg.val_fraction, cfg.seed)
         k = self.train_split.num_keypoints
         pp = Preprocess.from_dict(state["preprocess"]) if state is not None else Preprocess.from_config(cfg, k)
+        # validation measures the network itself; the correction it yields goes only into saved files
+        pp.bias_correction, self.bias_correction = None, None
         if cfg.flip and pp.flip_permutation is None and k != 68:
             raise FkdError(f"config: flip is on but no 'flip_permutation' is given for {k} keypoints; set one or flip: false")
         # teachers are checked before minutes of decoding and detection, not after
@@ -298,6 +301,9 @@ class Trainer:
         if val is not None:  # scores calibrated on held-out faces, as they will be met
             confidence = fit_confidence(self.train_split.keypoints, val.predictions, val.spread)
             self.pp.confidence = confidence.to_dict() if confidence is not None else None
+            # held-out faces only: with validation on test/ a correction would be fitted to the test
+            if self.cfg.bias_correction and self.cfg.validation == "split":
+                self.bias_correction = fit_bias_correction(val, self.val_split.keypoints, self.pp)
         self.sampler.skip = 0
         return {
             "epoch": epoch + 1,
@@ -323,7 +329,8 @@ class Trainer:
         data = {
             "arch": cfg.model, "arch_kwargs": self.kwargs,
             "state_dict": _cpu(self.kept.state_dict()),
-            "preprocess": self.pp.to_dict(), "config": config_to_dict(cfg), "metrics": metrics, "epoch": epoch,
+            "preprocess": {**self.pp.to_dict(), "bias_correction": self.bias_correction},
+            "config": config_to_dict(cfg), "metrics": metrics, "epoch": epoch,
             "data": {"train_images": len(self.train_split.paths), "val_images": len(self.val_split.paths),
                      "data_dir": str(self.data_dir)},
         }
