@@ -270,6 +270,7 @@ def evaluate(
     boxes: BoxSource = typer.Option(BoxSource.detector, "--boxes", help="detector: what `fkd predict` does; gt: oracle boxes from the landmarks."),
     detector: Optional[DetectorName] = typer.Option(None, "--detector", help=DETECTOR_HELP),
     flip_tta: Optional[bool] = typer.Option(None, "--flip-tta/--no-flip-tta", metavar=FLAG, help="Average with the mirrored crop (default: as the model was trained)."),
+    bias_correction: bool = typer.Option(True, "--bias-correction/--no-bias-correction", metavar=FLAG, help="Add the model's stored per-point bias correction (default); off: the network's own predictions."),
     device: Device = typer.Option(Device.auto, "--device"),
     backend: Backend = typer.Option(Backend.auto, "--backend", help=BACKEND_HELP),
     threads: int = typer.Option(0, "--threads", min=0, help=THREADS_HELP),
@@ -295,7 +296,7 @@ def evaluate(
         report, result = evaluate_model(
             model, data_dir, split.value, boxes.value, detector.value if detector else None, flip_tta, device.value,
             trust_code, progress=lambda done, total: bar.update(done, total), notes=_note, backend=backend.value,
-            threads=threads)
+            threads=threads, bias_correction=bias_correction)
     if not quiet:
         (err_console if STDOUT in (json_out, per_image) else console).print(
             metrics_table(report, f"{report['model']} on {data_dir}/{split.value} ({boxes.value} boxes)"))

@@ -87,7 +87,7 @@ def per_image_csv(result: EvalResult) -> str:
 def evaluate_model(model: Path | None, data_dir: Path, split: str = "test", boxes: str = "detector",
                    detector: str | None = None, flip_tta: bool | None = None, device: str = "auto",
                    trust_code: bool = False, progress=None, notes=None, backend: str = "auto",
-                   threads: int = 0) -> tuple[dict, EvalResult]:
+                   threads: int = 0, bias_correction: bool = True) -> tuple[dict, EvalResult]:
     """`fkd evaluate` as a function: load a model, run the evaluation loop on a split of `data_dir`,
     and return the report (what the table and JSON show) with the per-image result."""
     from .data import load_split
@@ -95,7 +95,7 @@ def evaluate_model(model: Path | None, data_dir: Path, split: str = "test", boxe
 
     predictor = load_predictor(model, detector=detector, device=device, trust_code=trust_code, backend=backend,
                                threads=threads)
-    predictor = predictor.configured(flip_tta=flip_tta)
+    predictor = predictor.configured(flip_tta=flip_tta, bias_correction=None if bias_correction else False)
     for note in predictor.notes:
         if notes is not None:
             notes(note)
@@ -114,5 +114,6 @@ def evaluate_model(model: Path | None, data_dir: Path, split: str = "test", boxe
         "boxes": boxes,
         "detector": predictor.detector.name if boxes == "detector" else None,
         "flip_tta": predictor.pp.flip_tta,
+        "bias_correction": predictor.pp.bias_correction is not None,
     }
     return report, result

@@ -2,6 +2,7 @@
 by the one inference path, refitted by `fkd calibrate --bias`."""
 
 import dataclasses
+import json
 
 import numpy as np
 import pytest
@@ -116,6 +117,14 @@ def test_training_stores_a_correction_that_zeroes_the_mean_validation_error(held
     np.testing.assert_allclose(residual, 0, atol=2e-3)
     plain = predictor.configured(bias_correction=False)
     assert plain.pp.bias_correction is None and predictor.pp.bias_correction == stored
+    reports = []
+    for flag in ("--bias-correction", "--no-bias-correction"):
+        result = invoke("evaluate", "--model", run / "model.pth", "--data-dir", data, "--split", "val", "--boxes", "gt",
+                        flag, "--json", "-", "--quiet")
+        assert result.exit_code == 0, result.output
+        reports.append(json.loads(result.output))
+    assert reports[0]["bias_correction"] is True and reports[1]["bias_correction"] is False
+    assert reports[0]["nme"] != reports[1]["nme"]
 
 
 def test_calibrate_bias_refits_without_touching_the_weights(held_out_run, tmp_path):
