@@ -58,7 +58,7 @@ class Config:
     grayscale_prob: float = 0.0  # chance of turning a training crop grey
     erasing_prob: float = 0.0  # chance of covering a rectangle of a training crop (2-33% of it) with noise, like an occluding hand (torchvision's RandomErasing)
     # --- model ---
-    model: str = "fkdnet"  # architecture: fkdnet, fkdnet-sep and fkdnet-hybrid (leaner: depthwise-separable convs), fkdnet-hm, seed-first, seed-final, seed-final-bn
+    model: str = "fkdnet"  # architecture: fkdnet, fkdnet-sep and fkdnet-hybrid (leaner: depthwise-separable convs), fkdnet-hm, seed-first, seed-first-bn, seed-final, seed-final-bn
     width: int = 32  # base channel count for our own architectures
     head_hidden: int = 256  # fkdnet: width of the hidden layer of the regression head (0 = linear head)
     dropout: float = 0.0  # dropout before the regression head

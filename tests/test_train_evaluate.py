@@ -62,6 +62,23 @@ def test_original_run_validates_on_test_and_reports_train_loss_in_its_units(data
     assert face["box"] == [0.0, 0.0, float(width), float(height)] and len(face["keypoints"]) == 68
 
 
+def test_original_networks_have_the_layers_their_docstrings_give():
+    """The final network as the original's code has it, and the guess at its first one in that style:
+    5x5 convs with BatchNorm, 2x2 pooling, the whole final map flattened into a 1024-unit layer."""
+    from torch import nn
+
+    from fkd_cli.models import build_model
+
+    for name, filters, flat in (("seed-final-bn", [16, 32, 64], 64 * 24 * 24), ("seed-first-bn", [16, 32, 64, 128], 128 * 10 * 10)):
+        net = build_model(name, 68, in_channels=1, input_size=224)
+        convs = [m for m in net.modules() if isinstance(m, nn.Conv2d)]
+        assert [c.out_channels for c in convs] == filters and all(c.kernel_size == (5, 5) for c in convs)
+        assert sum(isinstance(m, nn.BatchNorm2d) for m in net.modules()) == len(filters)
+        linears = [m for m in net.modules() if isinstance(m, nn.Linear)]
+        assert [(l.in_features, l.out_features) for l in linears] == [(flat, 1024), (1024, 136)]
+        assert net(torch.zeros(2, 1, 224, 224)).shape == (2, 136)
+
+
 def test_fixed_seed_repeats_on_cpu(dataset, tmp_path):
     outs = []
     for name in ("a", "b"):
