@@ -5,7 +5,10 @@ where it is, and what the correction buys on `test/` when fitted in different wa
     python benchmarks/bias_correction.py --model runs/x/model.pth --data-dir data
 
 Prints, for the network alone (no correction): its mean signed error on the validation split (ground-truth
-boxes) along x and y, in image pixels, in % of the eye distance and in crop pixels, by face size; then
+boxes) along x and y, in image pixels, in % of the eye distance and in crop pixels, by face size; the
+same in crop pixels for each pass alone, on the crop and on the mirrored crop (a network trained with
+flip augmentation errs alike on both, one trained without it learns the labels' own offset on the crop and
+errs by twice it on the mirror); then
 dev `test/` NME through the detector path with no correction, with the model's stored one, with one
 fitted on the training faces, and, as a check on noise, the validation split's two halves each
 corrected by a fit on the other half.
@@ -29,7 +32,7 @@ def main() -> None:
     from fkd_cli.bias import fit_bias_correction
     from fkd_cli.data import ImageCache, load_split
     from fkd_cli.evaluate import evaluate
-    from fkd_cli.framing import box_sides
+    from fkd_cli.framing import box_sides, crop, flip_crop_points, to_input
     from fkd_cli.inference import load_predictor
     from fkd_cli.metrics import failure_rate, per_image_nme
 
@@ -66,6 +69,18 @@ def main() -> None:
         if mask.any():
             print(f"  eyes {low:g}-{high:g} px apart ({mask.sum()} faces): x {error[mask, :, 0].mean():+.3f} image px, "
                   f"{(error[mask, :, 0].mean(axis=1) * pp.input_size / sides[mask]).mean():+.3f} crop px")
+
+    print("each pass alone, mean signed error in crop px (prediction - label):")
+    plain = network.configured(flip_tta=False)
+    data = load_split(args.data_dir, "val", cfg.get("val_fraction", 0.1), cfg.get("seed", 0))
+    images = ImageCache(data.paths)
+    crops = np.stack([crop(images[i], box, pp.input_size)[0] for i, box in enumerate(val.boxes)])
+    inputs = to_input(crops, pp)
+    truth_crop = (val_truth.numpy() - np.array([b[:2] for b in val.boxes])[:, None]) * (pp.input_size / sides)[:, None, None]
+    for name, points in (("crop", plain.run_inputs(inputs)),
+                         ("mirrored crop", flip_crop_points(plain.run_inputs(inputs[..., ::-1].copy()), pp) if pp.flip_permutation else None)):
+        if points is not None:
+            print(f"  {name}: x {(points - truth_crop)[..., 0].mean():+.3f}, y {(points - truth_crop)[..., 1].mean():+.3f}")
 
     train, train_truth = run("train", "gt")
     from_train = fit_bias_correction(train, train_truth, network.pp)

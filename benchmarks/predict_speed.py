@@ -84,6 +84,15 @@ def main() -> None:
     for batch in (1, 32):
         print(f"onnxruntime speed-up over pytorch at batch {batch}: "
               f"{results[('pytorch', batch)] / results[('onnxruntime', batch)]:.2f}x")
+    if pp.flip_tta:  # what one pass a face (a model that needs no flip TTA) would cost, taking turns
+        one_pass = onnx_predictor.configured(flip_tta=False)
+        x = torch.randn(1, pp.channels, pp.input_size, pp.input_size).numpy()
+        both, single = [], []
+        for _ in range(5):
+            both.append(per_call_ms(onnx_predictor.run_inputs, x, args.repeats) * passes)
+            single.append(per_call_ms(one_pass.run_inputs, x, args.repeats) * passes)
+        print(f"onnxruntime, batch 1, without flip TTA: {statistics.median(single):.3f} ms a face against "
+              f"{statistics.median(both):.3f} with it ({statistics.median(both) / statistics.median(single):.2f}x), alternated")
 
     if not paths:
         print(f"(no photos in {args.images}: end-to-end figure skipped)")
