@@ -1,11 +1,13 @@
-"""The per-point bias correction: the part of the error a flip-trained network cannot learn.
+"""The per-point bias correction: the part of the error a mirror-symmetric prediction cannot remove.
 
 Flip augmentation shows the network every face and its mirror image with mirrored labels, so what it
 learns is mirror-symmetric: on a mirrored face it puts the mirrored landmarks. Annotations need not
 be. On this data the labels sit, on average, up to a crop pixel right of where a mirror-symmetric
-network can put them (README, Accuracy: the chin most, the jaw's ends least), an error that no amount
-of training removes: the mirrored samples teach the opposite. Its mean over held-out faces, per point
-and in crop pixels, is that error; added to every prediction (`Predictor._corrected`), it is gone.
+network can put them (README, Ablation, the bias correction: the chin most, the jaw's ends least), an
+error that no amount of training removes: the mirrored samples teach the opposite. A network trained
+without flips learns the offset, but flip TTA brings it back (its mirrored pass errs by twice it). The
+mean error over held-out faces, per point and in crop pixels, measures that part; added to every
+prediction (`Predictor._corrected`), it is gone.
 
 It is measured on the validation split, faces the network was not fitted to (on training faces a
 network has partly learned its labels and the error looks smaller), never on `test/`, and stored in

@@ -61,8 +61,8 @@ class Preprocess:
     # the calibration behind keypoint and landmark scores (confidence.Confidence as a dict), measured
     # when the model is trained (None: not calibrated, no scores)
     confidence: dict | None = None
-    # (K, 2) crop pixels added to every prediction: the mean error a flip-trained network leaves on
-    # held-out faces (bias.py), measured when the model is trained (None: no correction)
+    # (K, 2) crop pixels added to every prediction: the network's mean error on held-out faces, which
+    # flip augmentation or flip TTA leave (bias.py), measured when the model is trained (None: none)
     bias_correction: list[list[float]] | None = None
 
     def __post_init__(self):
