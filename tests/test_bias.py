@@ -117,6 +117,10 @@ def test_training_stores_a_correction_that_zeroes_the_mean_validation_error(held
     np.testing.assert_allclose(residual, 0, atol=2e-3)
     plain = predictor.configured(bias_correction=False)
     assert plain.pp.bias_correction is None and predictor.pp.bias_correction == stored
+    from fkd_cli.inference import load_predictor
+
+    twin = load_predictor(run / "model.pth")  # the default path: the ONNX twin, its contract from the export
+    assert twin.backend.name == "onnxruntime" and twin.pp.bias_correction == stored
     reports = []
     for flag in ("--bias-correction", "--no-bias-correction"):
         result = invoke("evaluate", "--model", run / "model.pth", "--data-dir", data, "--split", "val", "--boxes", "gt",
