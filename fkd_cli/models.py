@@ -34,29 +34,6 @@ class SeedFirst(nn.Module):
         return self.head(self.features(x))
 
 
-class SeedFirstBN(nn.Module):
-    """A second guess at the original's first network, in the style of its final one as its own code
-    has it (SeedFinalBN): the final run had "fewer conv layers and filters" and added dropout, so this
-    is four 5x5 convs of 16, 32, 64 and 128 filters (one layer more than the final's 16-64, each
-    followed by BatchNorm, ReLU and 2x2 max-pooling), the full final map flattened (128 x 10 x 10 on a
-    224 input), and the same two-stage head (1024, then 2K) with no dropout (the original's first
-    network is not in the code found; a CPU trains this one in about an hour)."""
-
-    def __init__(self, num_keypoints: int, in_channels: int, input_size: int, dropout: float = 0.0):
-        super().__init__()
-        layers, channels = [], in_channels
-        for out in (16, 32, 64, 128):
-            layers += [nn.Conv2d(channels, out, 5), nn.BatchNorm2d(out), nn.ReLU(inplace=True), nn.MaxPool2d(2)]
-            channels = out
-        self.features = nn.Sequential(*layers)
-        flat = _flat_features(self.features, in_channels, input_size)
-        self.head = nn.Sequential(nn.Flatten(), nn.Dropout(dropout), nn.Linear(flat, 1024), nn.ReLU(inplace=True),
-                                  nn.Linear(1024, 2 * num_keypoints))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head(self.features(x))
-
-
 class SeedFinal(nn.Module):
     """The original project's final network: three conv layers with fewer filters (16-64), pooled,
     then dropout before a two-stage fully connected head (512, then 2K)."""
@@ -85,10 +62,12 @@ class SeedFinalBN(nn.Module):
     and 64 filters, each followed by BatchNorm, ReLU and 2x2 max-pooling; the full final map flattened
     (64 x 24 x 24 on a 224 input), dropout, then a two-stage head (1024, then 2K)."""
 
+    FILTERS = (16, 32, 64)
+
     def __init__(self, num_keypoints: int, in_channels: int, input_size: int, dropout: float = 0.4):
         super().__init__()
         layers, channels = [], in_channels
-        for out in (16, 32, 64):
+        for out in self.FILTERS:
             layers += [nn.Conv2d(channels, out, 5), nn.BatchNorm2d(out), nn.ReLU(inplace=True), nn.MaxPool2d(2)]
             channels = out
         self.features = nn.Sequential(*layers)
@@ -98,6 +77,20 @@ class SeedFinalBN(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.head(self.features(x))
+
+
+class SeedFirstBN(SeedFinalBN):
+    """A second guess at the original's first network, in the style of its final one as its own code
+    has it (SeedFinalBN): the final run had "fewer conv layers and filters" and added dropout, so this
+    is four 5x5 convs of 16, 32, 64 and 128 filters (one layer more than the final's 16-64, each
+    followed by BatchNorm, ReLU and 2x2 max-pooling), the full final map flattened (128 x 10 x 10 on a
+    224 input), and the same two-stage head (1024, then 2K) with no dropout (the original's first
+    network is not in the code found; a CPU trains this one in about an hour)."""
+
+    FILTERS = (16, 32, 64, 128)
+
+    def __init__(self, num_keypoints: int, in_channels: int, input_size: int, dropout: float = 0.0):
+        super().__init__(num_keypoints, in_channels, input_size, dropout)
 
 
 def conv_bn(cin: int, cout: int, stride: int = 1) -> nn.Sequential:
