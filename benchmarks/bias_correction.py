@@ -43,7 +43,8 @@ def main() -> None:
 
     def run(split: str, boxes: str):
         data = load_split(args.data_dir, split, cfg.get("val_fraction", 0.1), cfg.get("seed", 0))
-        return evaluate(network, ImageCache(data.paths), data.keypoints, boxes), data.keypoints
+        images = ImageCache(data.paths)
+        return evaluate(network, images, data.keypoints, boxes), data.keypoints, images
 
     def corrected(result, correction) -> torch.Tensor:
         sides = np.array([box_sides(b) for b in result.boxes], dtype=np.float32)
@@ -54,7 +55,7 @@ def main() -> None:
         nme = per_image_nme(predictions, truth, norm)
         return f"NME {100 * float(nme.mean()):.3f}%  FR@10 {100 * failure_rate(nme, 0.10):.2f}%"
 
-    val, val_truth = run("val", "gt")
+    val, val_truth, val_images = run("val", "gt")
     error = (val.predictions - val_truth).numpy()  # prediction - label, image pixels
     eyes = np.linalg.norm(val_truth[:, norm[0]].numpy() - val_truth[:, norm[1]].numpy(), axis=1)
     sides = np.array([box_sides(b)[0] for b in val.boxes], dtype=np.float64)
@@ -72,20 +73,18 @@ def main() -> None:
 
     print("each pass alone, mean signed error in crop px (prediction - label):")
     plain = network.configured(flip_tta=False)
-    data = load_split(args.data_dir, "val", cfg.get("val_fraction", 0.1), cfg.get("seed", 0))
-    images = ImageCache(data.paths)
-    crops = np.stack([crop(images[i], box, pp.input_size)[0] for i, box in enumerate(val.boxes)])
-    inputs = to_input(crops, pp)
-    truth_crop = (val_truth.numpy() - np.array([b[:2] for b in val.boxes])[:, None]) * (pp.input_size / sides)[:, None, None]
+    # the crops the evaluation cut, with the labels moved into them by the same mapping
+    crops, truth_crop = zip(*(crop(val_images[i], box, pp.input_size, val_truth[i].numpy()) for i, box in enumerate(val.boxes)))
+    inputs, truth_crop = to_input(np.stack(crops), pp), np.stack(truth_crop)
     for name, points in (("crop", plain.run_inputs(inputs)),
                          ("mirrored crop", flip_crop_points(plain.run_inputs(inputs[..., ::-1].copy()), pp) if pp.flip_permutation else None)):
         if points is not None:
             print(f"  {name}: x {(points - truth_crop)[..., 0].mean():+.3f}, y {(points - truth_crop)[..., 1].mean():+.3f}")
 
-    train, train_truth = run("train", "gt")
+    train, train_truth, _ = run("train", "gt")
     from_train = fit_bias_correction(train, train_truth, network.pp)
     from_val = fit_bias_correction(val, val_truth, network.pp)
-    test, test_truth = run("test", "detector")
+    test, test_truth, _ = run("test", "detector")
     print(f"\ndev test/ ({len(test_truth)} faces, detector path):")
     print(f"  no correction:                      {score(test.predictions, test_truth)}")
     if stored.pp.bias_correction is not None:

@@ -80,8 +80,7 @@ def recalibrate(model: Path, data_dir: Path, out: Path, detector_name: str | Non
     changes: dict = {}
     if detector_name is not None:
         split = read_split(data_dir, "training")
-        if split.num_keypoints != num_keypoints:
-            raise FkdError(f"{data_dir}: {split.num_keypoints} keypoints per row, but the model predicts {num_keypoints}")
+        split.check_keypoints(data_dir, num_keypoints)
         result = calibrate(detector_name, ImageCache(split.paths), split.keypoints, progress)
         if result.rule.samples < MIN_SAMPLES:
             raise FkdError(f"{detector_name} matched only {result.rule.samples} of {len(split.paths)} training faces "
@@ -107,9 +106,7 @@ def measure_bias_correction(model: Path, data: dict, data_dir: Path, progress=No
         raise FkdError(f"{model}: trained without a validation split (val_fraction 0 or validation: test), so it has no "
                        "held-out faces of training/ to measure a bias correction on")
     split = load_split(data_dir, "val", cfg.get("val_fraction", 0.1), cfg.get("seed", 0))
-    if split.num_keypoints != data["preprocess"]["num_keypoints"]:
-        raise FkdError(f"{data_dir}: {split.num_keypoints} keypoints per row, but the model predicts "
-                       f"{data['preprocess']['num_keypoints']}")
+    split.check_keypoints(data_dir, data["preprocess"]["num_keypoints"])
     predictor = load_predictor(model)
     result = evaluate(predictor, ImageCache(split.paths), split.keypoints, boxes="gt", progress=progress)
     correction = fit_bias_correction(result, split.keypoints, predictor.pp)

@@ -470,8 +470,8 @@ def calibrate(
     from .calibrate import recalibrate
     from .render import console, progress
 
-    what = " and ".join(name for name, asked in ((f"{detector.value if detector else ''} rule", detector), ("bias", bias)) if asked)
-    with progress(f"{what or 'calibration'} pass", quiet=quiet) as bar:
+    what = ([f"{detector.value} rule"] if detector else []) + (["bias"] if bias else [])
+    with progress(f"{' and '.join(what) or 'calibration'} pass", quiet=quiet) as bar:
         changes = recalibrate(model, data_dir, out, detector.value if detector else None, bias,
                               progress=lambda done, total: bar.update(done, total))
     if quiet:

@@ -34,6 +34,11 @@ class Split:
     def num_keypoints(self) -> int:
         return self.keypoints.shape[1]
 
+    def check_keypoints(self, data_dir: Path, expected: int) -> None:
+        """A model that predicts `expected` points can be measured on this split, or a one-line error."""
+        if self.num_keypoints != expected:
+            raise FkdError(f"{data_dir}: {self.num_keypoints} keypoints per row, but the model predicts {expected}")
+
     @property
     def duplicates(self) -> int:
         """How many files are named on more than one row."""

@@ -101,8 +101,7 @@ def evaluate_model(model: Path | None, data_dir: Path, split: str = "test", boxe
             notes(note)
     cfg = predictor.info.get("config", {})
     data = load_split(data_dir, split, cfg.get("val_fraction", 0.1), cfg.get("seed", 0))
-    if data.num_keypoints != predictor.num_keypoints:
-        raise FkdError(f"{data_dir}: {data.num_keypoints} keypoints per row, but the model predicts {predictor.num_keypoints}")
+    data.check_keypoints(data_dir, predictor.num_keypoints)
     result = evaluate(predictor, ImageCache(data.paths), data.keypoints, boxes, progress)
     report = {
         **result.metrics,

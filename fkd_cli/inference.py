@@ -34,8 +34,8 @@ class Predictor:
     def __init__(self, backend: Callable[[np.ndarray], np.ndarray], pp: Preprocess, source: str,
                  detector: str | None = None, info: dict | None = None, batch_size: int = 32,
                  conf: float = 0.0, max_faces: int | None = None, min_face: float | None = None):
-        self.backend, self.pp, self.source, self.info = backend, pp, source, info or {}
-        self.framer = pp.framer
+        self.backend, self.source, self.info = backend, source, info or {}
+        self._use_contract(pp)
         self.confidence = Confidence.from_dict(pp.confidence)
         # frame-framed models look at the whole frame: no detector is involved
         name = (detector or pp.rule.detector or "mtcnn") if self.framer.uses_detector else "none"
@@ -72,9 +72,13 @@ class Predictor:
         if bias_correction is False:  # the network's own predictions, as measured before a correction
             changes["bias_correction"] = None
         if changes:
-            other.pp = dataclasses.replace(self.pp, **changes)
-            other.framer = other.pp.framer
+            other._use_contract(dataclasses.replace(self.pp, **changes))
         return other
+
+    def _use_contract(self, pp: Preprocess) -> None:
+        """The contract and what is derived from it once, not on every network call."""
+        self.pp, self.framer = pp, pp.framer
+        self._bias = None if pp.bias_correction is None else np.asarray(pp.bias_correction, dtype=np.float32)
 
     @property
     def num_keypoints(self) -> int:
@@ -99,9 +103,7 @@ class Predictor:
 
     def _corrected(self, points: np.ndarray) -> np.ndarray:
         """Crop pixels plus the model's measured bias correction (bias.py), where it has one."""
-        if self.pp.bias_correction is None:
-            return points
-        return points + np.asarray(self.pp.bias_correction, dtype=np.float32)
+        return points if self._bias is None else points + self._bias
 
     def _keypoints_once(self, images: Sequence[np.ndarray], boxes: Sequence[Box]) -> tuple[np.ndarray, np.ndarray | None]:
         out, spreads = [], []
