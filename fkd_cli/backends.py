@@ -203,7 +203,7 @@ def load_pth(path: Path, device) -> tuple[TorchBackend, Preprocess, dict]:
 
     data = load_checkpoint(path)
     pp = contract_from_dict(data["preprocess"], path)
-    model = fuse_for_inference(build_from_checkpoint(data))
+    model = fuse_for_inference(build_from_checkpoint(data, path))
     info = {"arch": data["arch"], "metrics": data.get("metrics", {}), "config": data.get("config", {})}
     return TorchBackend(model, device), pp, info
 

@@ -14,6 +14,7 @@ from .errors import FkdError
 from .framing import DetectorRule, Preprocess, landmark_box
 
 MIN_SAMPLES = 10
+DOUBT_SHAPE_WEIGHT = 1 / 3  # a face's doubt: the doubt head's weakest points count twice, the shape once (confidence.py)
 
 
 @dataclass
@@ -61,17 +62,20 @@ def calibrate(detector_name: str, images, keypoints: torch.Tensor, progress=None
 
 
 def recalibrate(model: Path, data_dir: Path, out: Path, detector_name: str | None = None, bias: bool = False,
-                progress=None) -> dict:
-    """Refit a trained model's calibrations without retraining and write it to `out` (the weights
-    are unchanged): with `detector_name`, the rule for that detector, measured on the `training/`
-    split; with `bias`, its per-point bias correction (bias.py), measured on the validation split it
-    was trained without. `test/` is never looked at. Returns what was written into the contract."""
+                progress=None, doubt: bool = False) -> dict:
+    """Refit a trained model's calibrations without retraining and write it to `out` (the network's
+    weights are unchanged): with `detector_name`, the rule for that detector, measured on the
+    `training/` split; with `bias`, its per-point bias correction (bias.py), measured on the validation
+    split it was trained without; with `doubt`, a doubt head (doubt.py) fitted on its training faces and
+    the confidence scales refitted on the validation split. `test/` is never looked at. Returns what
+    was written into the contract (and the doubt head's fit report under "doubt_report")."""
     from .checkpoint import load_checkpoint, update_checkpoint
     from .data import ImageCache, read_split
     from .outputs import check_output_file
 
-    if detector_name is None and not bias:
-        raise FkdError("nothing to calibrate: give --detector NAME (a detector rule) and/or --bias (a bias correction)")
+    if detector_name is None and not bias and not doubt:
+        raise FkdError("nothing to calibrate: give --detector NAME (a detector rule), --bias (a bias correction) "
+                       "and/or --doubt (a doubt head)")
     check_output_file(out, "--out")
     data = load_checkpoint(model)
     if not Preprocess.from_dict(data["preprocess"]).framer.uses_detector:
@@ -88,24 +92,74 @@ def recalibrate(model: Path, data_dir: Path, out: Path, detector_name: str | Non
         changes["rule"] = asdict(result.rule)
     if bias:
         changes["bias_correction"] = measure_bias_correction(model, data, data_dir, progress)
+    extra = None
+    if doubt:
+        head, confidence, report = measure_doubt_head(model, data, data_dir, changes, progress)
+        changes.update(doubt_head=True, confidence=confidence)
+        extra = {"doubt_head": head}
     update_checkpoint(model, out, preprocess=changes,
-                      config={"detector": detector_name} if detector_name is not None else None)
+                      config={"detector": detector_name} if detector_name is not None else None, extra=extra)
+    if doubt:
+        changes["doubt_report"] = report
     return changes
+
+
+def held_out_split(model: Path, cfg: dict, data_dir: Path, what: str, name: str = "val"):
+    """The seeded split of training/ the model was trained on (`train`) or without (`val`)."""
+    from .data import load_split
+
+    if cfg.get("validation", "split") != "split" or not cfg.get("val_fraction", 0.1) > 0:
+        raise FkdError(f"{model}: trained without a validation split (val_fraction 0 or validation: test), so it has no "
+                       f"held-out faces of training/ to measure {what} on")
+    return load_split(data_dir, name, cfg.get("val_fraction", 0.1), cfg.get("seed", 0))
+
+
+def measure_doubt_head(model: Path, data: dict, data_dir: Path, changes: dict, progress=None) -> tuple[dict, dict, dict]:
+    """A doubt head for the checkpoint's network (fitted on augmented crops of its training faces,
+    its strength chosen on the validation faces), and the confidence calibration refitted on the
+    validation faces with it, as the trainer fits one: (head, confidence dict, fit report)."""
+    from .backends import TorchBackend
+    from .checkpoint import build_from_checkpoint
+    from .config import config_from_dict
+    from .confidence import fit_confidence
+    from .data import ImageCache, KeypointDataset
+    from .doubt import WithDoubt
+    from . import doubt as doubt_module
+    from .evaluate import evaluate
+    from .inference import Predictor
+    from .models import fuse_for_inference
+
+    cfg = data.get("config", {})
+    train, val = (held_out_split(model, cfg, data_dir, "a doubt head", name) for name in ("train", "val"))
+    val.check_keypoints(data_dir, data["preprocess"]["num_keypoints"])
+    pp = Preprocess.from_dict({**data["preprocess"], **changes, "doubt_head": False})
+    net = build_from_checkpoint({**data, "preprocess": pp.to_dict(), "doubt_head": None})
+    train_config = config_from_dict(cfg)
+    train_images, val_images = ImageCache(train.paths), ImageCache(val.paths)
+    head, report = doubt_module.fit_doubt_head(net, KeypointDataset(train_images, train.keypoints, pp, train_config, train=True),
+                                  KeypointDataset(val_images, val.keypoints, pp, train_config, train=False),
+                                  pp.target_scale, progress=progress)
+    with_head = Preprocess.from_dict({**pp.to_dict(), "doubt_head": True})
+    import torch
+
+    predictor = Predictor(TorchBackend(fuse_for_inference(WithDoubt(net, head["weight"], head["bias"])), torch.device("cpu")),
+                          with_head, str(model), detector="none")
+    result = evaluate(predictor, val_images, val.keypoints, boxes="gt")
+    confidence = fit_confidence(train.keypoints, result.predictions, result.spread, shape_weight=DOUBT_SHAPE_WEIGHT)
+    if confidence is None:
+        raise FkdError(f"{data_dir}: too few faces to calibrate the confidence scores with a doubt head")
+    return head, confidence.to_dict(), report
 
 
 def measure_bias_correction(model: Path, data: dict, data_dir: Path, progress=None) -> list[list[float]]:
     """The checkpoint's bias correction refitted on its own validation split (ground-truth boxes, as
     the trainer measures it), through the model's default inference path."""
     from .bias import MIN_FACES, fit_bias_correction
-    from .data import ImageCache, load_split
+    from .data import ImageCache
     from .evaluate import evaluate
     from .inference import load_predictor
 
-    cfg = data.get("config", {})
-    if cfg.get("validation", "split") != "split" or not cfg.get("val_fraction", 0.1) > 0:
-        raise FkdError(f"{model}: trained without a validation split (val_fraction 0 or validation: test), so it has no "
-                       "held-out faces of training/ to measure a bias correction on")
-    split = load_split(data_dir, "val", cfg.get("val_fraction", 0.1), cfg.get("seed", 0))
+    split = held_out_split(model, data.get("config", {}), data_dir, "a bias correction")
     split.check_keypoints(data_dir, data["preprocess"]["num_keypoints"])
     predictor = load_predictor(model)
     result = evaluate(predictor, ImageCache(split.paths), split.keypoints, boxes="gt", progress=progress)

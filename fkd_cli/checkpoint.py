@@ -62,8 +62,9 @@ def _refusal_cause(exc: BaseException) -> str:
     return _first_line(exc)
 
 
-def build_from_checkpoint(data: dict) -> torch.nn.Module:
-    """The network a checkpoint describes, with its weights, in eval mode."""
+def build_from_checkpoint(data: dict, source: Path | str = "checkpoint") -> torch.nn.Module:
+    """The network a checkpoint describes, with its weights (and doubt head, doubt.py), in eval mode;
+    errors name `source`."""
     from .models import build_model
 
     pp = data["preprocess"]
@@ -71,14 +72,26 @@ def build_from_checkpoint(data: dict) -> torch.nn.Module:
     try:
         model.load_state_dict(data["state_dict"])
     except RuntimeError as exc:
-        raise FkdError(f"checkpoint weights do not fit architecture '{data['arch']}' ({str(exc).splitlines()[0]})") from None
+        raise FkdError(f"{source}: weights do not fit architecture '{data['arch']}' ({str(exc).splitlines()[0]})") from None
+    head = data.get("doubt_head")
+    if bool(pp.get("doubt_head")) != (head is not None):
+        raise FkdError(f"{source}: damaged: its contract and its doubt head disagree on whether it has one")
+    if head is not None:  # the network's own error estimate (doubt.py): its outputs grow to 3K
+        from .doubt import attach
+
+        try:
+            model = attach(model, head, pp["num_keypoints"], pp["channels"], pp["input_size"])
+        except FkdError as exc:
+            raise FkdError(f"{source}: {exc}") from None
     return model.eval()
 
 
-def update_checkpoint(source: Path, target: Path, preprocess: dict | None = None, config: dict | None = None) -> dict:
+def update_checkpoint(source: Path, target: Path, preprocess: dict | None = None, config: dict | None = None,
+                      extra: dict | None = None) -> dict:
     """Copy a checkpoint with some preprocessing-contract and config values changed (e.g. the
     detector rule or inference options, which change how a trained network is applied, not its
-    weights). Everything else, weights included, is kept; returns the new preprocessing contract."""
+    weights; `extra`: top-level entries such as the doubt head). Everything else, weights included, is
+    kept; returns the new preprocessing contract."""
     import dataclasses
 
     from .framing import Preprocess
@@ -89,6 +102,7 @@ def update_checkpoint(source: Path, target: Path, preprocess: dict | None = None
         raise FkdError(f"{source}: its preprocessing contract has no {', '.join(sorted(unknown))}")
     data["preprocess"].update(preprocess or {})
     data.setdefault("config", {}).update(config or {})
+    data.update(extra or {})
     payload = {k: v for k, v in data.items() if k not in ("format", "format_version", "fkd_version")}
     save_checkpoint(target, payload)
     return data["preprocess"]

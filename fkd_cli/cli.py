@@ -454,12 +454,14 @@ def calibrate(
     model: Path = typer.Argument(..., metavar="MODEL", help="A face-framed .pth checkpoint."),
     detector: Optional[DetectorName] = typer.Option(None, "--detector", help="Measure a rule for this detector (on training/)."),
     bias: bool = typer.Option(False, "--bias", metavar=FLAG, help="Measure the per-point bias correction (on the validation split the model was trained without)."),
+    doubt: bool = typer.Option(False, "--doubt", metavar=FLAG, help="Fit a doubt head (each point's expected error, for scores without flip TTA) on the training faces; refit the scores on the validation split."),
     data_dir: Path = typer.Option(Path("data"), "--data-dir", help="Folder in the official layout the model was trained on."),
     out: Path = typer.Option(..., "--out", help="Where to write the recalibrated checkpoint."),
     quiet: bool = typer.Option(False, "--quiet", "-q", metavar=FLAG, help=QUIET_HELP),
 ):
-    """Fit a trained model to another face detector, or refit its bias correction, without retraining:
-    the calibrations are stored in a copy of the model, the weights are unchanged. test/ is never used.
+    """Fit a trained model to another face detector, refit its bias correction, or give it a doubt head,
+    without retraining: the calibrations are stored in a copy of the model, the network's weights are
+    unchanged. test/ is never used.
 
     Example: fkd calibrate runs/fkd-best/model.pth --detector haar --out model-haar.pth
     """
@@ -470,10 +472,10 @@ def calibrate(
     from .calibrate import recalibrate
     from .render import console, progress
 
-    what = ([f"{detector.value} rule"] if detector else []) + (["bias"] if bias else [])
+    what = ([f"{detector.value} rule"] if detector else []) + (["bias"] if bias else []) + (["doubt"] if doubt else [])
     with progress(f"{' and '.join(what) or 'calibration'} pass", quiet=quiet) as bar:
         changes = recalibrate(model, data_dir, out, detector.value if detector else None, bias,
-                              progress=lambda done, total: bar.update(done, total))
+                              progress=lambda done, total: bar.update(done, total), doubt=doubt)
     if quiet:
         return
     if "rule" in changes:
@@ -487,6 +489,11 @@ def calibrate(
         console.print(f"{out}: bias correction from the validation split: mean {values[:, 0].mean():+.3f} px along x, "
                       f"{values[:, 1].mean():+.3f} px along y, largest {np.abs(values).max():.3f} px (crop pixels)",
                       highlight=False)
+    if "doubt_report" in changes:
+        report = changes["doubt_report"]
+        console.print(f"{out}: doubt head from {report['train_crops']} augmented training crops (ridge strength "
+                      f"{report['strength']:g}); rank correlation with the error on {report['val_faces']} validation "
+                      f"faces' points {report['val_rank_correlation']:.3f}; scores refitted on them", highlight=False)
 
 
 @app.command()

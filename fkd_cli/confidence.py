@@ -1,16 +1,16 @@
 """Confidence that means something, at no extra network cost. Two signals, both measured to rank errors
 (benchmarks/confidence.py):
 
-- spread: with flip TTA the model predicts each point twice (crop and mirrored crop); how far the two
-  lie apart is the model's own doubt about that point;
+- spread: the model's own doubt about each point: with a doubt head (doubt.py) the error it expects
+  there, else with flip TTA how far its predictions on the crop and the mirrored crop lie apart;
 - shape: how plausible the predicted shape is as a face, under a point-distribution model (Cootes et
   al. 1995) fitted on the training landmarks: the Mahalanobis distance of the Procrustes-aligned
   shape in the main modes, and each point's distance from the model's reconstruction. Profile,
   occluded and misplaced faces come out as unusual shapes.
 
 Each signal is divided by its 90th percentile on held-out faces, so a value of 1 is "as doubtful as
-one held-out case in ten"; a score is 0.5 ** (the signals' mean; for a face the shape counts twice),
-so such a point or face scores 0.5.
+one held-out case in ten"; a score is 0.5 ** (the signals' mean; for a face a weighted mean, the
+shape's weight `shape_weight`), so such a point or face scores 0.5.
 """
 
 from __future__ import annotations
@@ -48,6 +48,10 @@ class Confidence:
     spread_scale: float | None  # held-out 90th percentile of a point's flip-TTA spread (None: no flip TTA)
     residual_scale: float  # ... of a point's distance from the shape model's reconstruction
     shape_scale: float  # ... of a face's Mahalanobis distance in the modes
+    # the shape's share of a face's doubt beside its weakest points' spread: 2/3 for flip spread (a turned
+    # face's spread can be low: the shape is what sees it), 1/3 for a doubt head (it sees turned faces
+    # itself and ranked the worst validation faces better than the shape, README, Confidence)
+    shape_weight: float = 2 / 3
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -81,16 +85,13 @@ class Confidence:
             point_doubt = (point_doubt + relative) / 2
             count = min(WEAKEST_POINTS, relative.shape[1])
             weakest = -np.sort(-relative, axis=1)[:, :count].mean(axis=1)
-            # the shape counts twice for a face: it is what sees profile and occluded faces (the spread
-            # of a turned face can be low); both weightings rank errors equally well (README, Confidence)
-            face_doubt = (2 * face_doubt + weakest) / 3
+            face_doubt = self.shape_weight * face_doubt + (1 - self.shape_weight) * weakest
         return np.power(np.float32(0.5), point_doubt), np.power(np.float32(0.5), face_doubt)
 
 
-def fit_confidence(train_landmarks, heldout_predictions, heldout_spread) -> Confidence | None:
+def fit_confidence(train_landmarks, heldout_predictions, heldout_spread, shape_weight: float = 2 / 3) -> Confidence | None:
     """The shape model from training landmarks (N, K, 2), the scales from predictions on held-out
-    faces (and their flip-TTA spread), numpy arrays or CPU tensors. None when there is too little data
-    for either."""
+    faces (and their spread), numpy arrays or CPU tensors. None when there is too little data for either."""
     train_landmarks = np.asarray(train_landmarks, np.float32)
     n, k = train_landmarks.shape[:2]
     modes = min(MODES, 2 * k - 4, n - 1)
@@ -104,7 +105,8 @@ def fit_confidence(train_landmarks, heldout_predictions, heldout_spread) -> Conf
     mean = aligned.mean(axis=0)
     _, singular, vectors = np.linalg.svd(aligned - mean, full_matrices=False)
     variances = np.maximum(singular[:modes] ** 2 / max(1, n - 1), 1e-10)
-    draft = Confidence(reference.tolist(), mean.tolist(), vectors[:modes].tolist(), variances.tolist(), None, 1.0, 1.0)
+    draft = Confidence(reference.tolist(), mean.tolist(), vectors[:modes].tolist(), variances.tolist(), None, 1.0, 1.0,
+                       shape_weight)
     mahalanobis, residual = draft._shape_terms(np.nan_to_num(np.asarray(heldout_predictions, np.float32)))
     draft.residual_scale = max(float(np.quantile(residual.reshape(-1), QUANTILE)), 1e-9)
     draft.shape_scale = max(float(np.quantile(mahalanobis, QUANTILE)), 1e-9)

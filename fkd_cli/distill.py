@@ -49,7 +49,7 @@ class Teacher:
             if difference is not None:
                 raise FkdError(f"config key 'teachers': {path} has {difference} in this run; a teacher must be "
                                f"trained on the same crops")
-            model = fuse_for_inference(build_from_checkpoint(data)).to(device)
+            model = fuse_for_inference(build_from_checkpoint(data, path)).to(device)
             teacher_pp.flip_tta = False
             self.predictors.append(Predictor(TorchBackend(model, device), teacher_pp, str(path), detector="none"))
 

@@ -86,7 +86,7 @@ def export_model(model_path: Path | None, fmt: str = "onnx", out: Path | None = 
     for target in targets.values():  # every output checked before any work
         check_output_file(target, "--out")
     data = load_checkpoint(source)
-    model = build_from_checkpoint(data)
+    model = build_from_checkpoint(data, source)
     pp = Preprocess.from_dict(data["preprocess"])
     meta = {"arch": data["arch"], "fkd_version": __version__, "source": str(source), "metrics": data.get("metrics", {}),
             "config": data.get("config", {}), "source_sha256": sha256_of(source)}

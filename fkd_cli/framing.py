@@ -64,6 +64,8 @@ class Preprocess:
     # (K, 2) crop pixels added to every prediction: the network's mean error on held-out faces, which
     # flip augmentation or flip TTA leave (bias.py), measured when the model is trained (None: none)
     bias_correction: list[list[float]] | None = None
+    # the network also outputs K log errors after its 2K coordinates (doubt.py), added by `fkd calibrate --doubt`
+    doubt_head: bool = False
 
     def __post_init__(self):
         if self.bias_correction is not None:
@@ -304,6 +306,7 @@ def crop(image: np.ndarray, box: Box, size: int, keypoints: np.ndarray | None = 
     return pixels, moved
 
 
+DOUBT_EPS = 0.1  # crop pixels added to a point's error before the doubt head's log: no point is infinitely certain
 GREY_WEIGHTS = (0.299, 0.587, 0.114)  # ITU-R 601, as PIL and torchvision convert RGB to grey
 
 
@@ -323,8 +326,17 @@ def crop_points_to_targets(points, pp: Preprocess):
 
 
 def outputs_to_crop_points(outputs: np.ndarray, pp: Preprocess) -> np.ndarray:
-    """Raw network output (N, 2K) -> crop pixels (N, K, 2)."""
-    return outputs.reshape(outputs.shape[0], -1, 2) * np.float32(pp.target_scale) + np.float32(pp.target_offset)
+    """Raw network output (N, 2K, or 3K with a doubt head) -> crop pixels (N, K, 2)."""
+    coordinates = outputs[:, : 2 * pp.num_keypoints]
+    return coordinates.reshape(outputs.shape[0], -1, 2) * np.float32(pp.target_scale) + np.float32(pp.target_offset)
+
+
+def outputs_to_doubt(outputs: np.ndarray, pp: Preprocess) -> np.ndarray | None:
+    """The doubt head's expected error of each point (N, K) in crop pixels; None for a model without one."""
+    if not pp.doubt_head:
+        return None
+    log_errors = outputs[:, 2 * pp.num_keypoints: 3 * pp.num_keypoints].astype(np.float32)
+    return np.maximum(np.exp(log_errors) - np.float32(DOUBT_EPS), np.float32(0))
 
 
 def crop_points_to_image(points: np.ndarray, boxes: np.ndarray, size: int) -> np.ndarray:

@@ -23,7 +23,8 @@ from .landmarks import default_regions
 from .confidence import Confidence
 from .geometry3d import head_pose
 from .results import FaceResult, ImageResult
-from .framing import Box, Preprocess, box_sides, crop, crop_points_to_image, flip_crop_points, outputs_to_crop_points, to_input
+from .framing import (Box, Preprocess, box_sides, crop, crop_points_to_image, flip_crop_points, outputs_to_crop_points,
+                      outputs_to_doubt, to_input)
 
 WHOLE_IMAGE_EXTRA_STEPS = 2
 
@@ -91,14 +92,23 @@ class Predictor:
         return self.run_inputs_with_spread(inputs)[0]
 
     def run_inputs_with_spread(self, inputs: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
-        """Crop pixels (N, K, 2) and, with flip TTA, how far the crop's and the mirrored crop's
-        predictions of each point lie apart (N, K), in crop sides: the model's own doubt, for free."""
+        """Crop pixels (N, K, 2) and the model's own doubt about each point (N, K) in crop sides, for
+        free: its doubt head's expected error where it has one (doubt.py), else with flip TTA how far
+        the crop's and the mirrored crop's predictions lie apart; None without either."""
+        size = np.float32(self.pp.input_size)
         if not self.pp.flip_tta:
-            return self._corrected(outputs_to_crop_points(self.backend(inputs), self.pp)), None
+            outputs = self.backend(inputs)
+            doubt = outputs_to_doubt(outputs, self.pp)
+            return self._corrected(outputs_to_crop_points(outputs, self.pp)), None if doubt is None else doubt / size
         # one call on crops and mirrored crops together: half the per-call overhead of two calls
-        both = outputs_to_crop_points(self.backend(np.concatenate([inputs, inputs[..., ::-1]])), self.pp)
-        points, mirrored = both[: len(inputs)], flip_crop_points(both[len(inputs):], self.pp)
-        spread = np.linalg.norm(points - mirrored, axis=-1) / np.float32(self.pp.input_size)
+        outputs = self.backend(np.concatenate([inputs, inputs[..., ::-1]]))
+        both, n = outputs_to_crop_points(outputs, self.pp), len(inputs)
+        points, mirrored = both[:n], flip_crop_points(both[n:], self.pp)
+        doubt = outputs_to_doubt(outputs, self.pp)
+        if doubt is not None:  # the head's, as calibrated, whether or not flip TTA is on
+            spread = (doubt[:n] + doubt[n:][:, self.pp.flip_permutation]) / (2 * size)
+        else:
+            spread = np.linalg.norm(points - mirrored, axis=-1) / size
         return self._corrected((points + mirrored) / 2), spread
 
     def _corrected(self, points: np.ndarray) -> np.ndarray:

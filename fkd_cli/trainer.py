@@ -79,11 +79,22 @@ class Trainer:
             if state is not None:
                 self.restore(state)
             stopped = self.fit()
+            if not stopped and self.cfg.doubt_head and self.dist.main and "epoch" in self.best:
+                self.fit_doubt_head()
         finally:
             if self.dist.main and self.resume is None:
                 release_if_empty(self.run_dir)  # a run that failed before its first file leaves nothing
         barrier(self.dist)
         return TrainResult(self.run_dir, self.best, self.history, stopped)
+
+    def fit_doubt_head(self) -> None:
+        """The kept model gets its doubt head once training is over (the network no longer changes), with
+        `fkd calibrate --doubt`'s code: the same head whichever way it is made."""
+        from .calibrate import recalibrate
+
+        model = self.run_dir / "model.pth"
+        recalibrate(model, self.data_dir, model, doubt=True, progress=lambda done, total: self.reporter.stage("doubt head", done, total))
+        self.reporter.message(f"doubt head fitted: {model}")
 
     # ---- set-up -----------------------------------------------------------------------------
 
