@@ -7,7 +7,10 @@ calibrated crop, model with flip TTA):
   (and 8%) NME from the rest (1.0 = perfect ranking, 0.5 = chance);
 - the face detector's score of the face each image is annotated with: its minimum is the highest
   `--conf` that loses no face here;
-- a frontal face (skimage's astronaut) against a profile one (skimage's camera: the cameraman).
+- a frontal face (skimage's astronaut) against a profile one (skimage's camera: the cameraman);
+- crops with no face (noise, a grey wall, skimage's coffee, cat and rocket, the astronaut's background)
+  and each test face's crop slid a whole side off it: a video track ends when its landmark score
+  falls below `min_landmark_score` (0.1), so these must score below it and the faces' own crops above.
 
     python benchmarks/confidence.py --data-dir data
 """
@@ -93,6 +96,31 @@ def main() -> None:
             print(f"  {name}: face {i} detector score {faces.scores[i]:.3f}, landmark score {faces.landmark_scores[i]:.3f}")
         if not len(faces):
             print(f"  {name}: no face found")
+    crops_without_faces(predictor, result, split)
+
+
+def crops_without_faces(predictor, result, split) -> None:
+    """Landmark scores of crops that hold no face, against the test faces' own crops."""
+    import numpy as np
+
+    skimage_data = __import__("skimage.data", fromlist=["data"])
+    rng = np.random.default_rng(0)
+    scenes = {"noise": rng.integers(0, 256, (300, 300, 3), dtype=np.uint8), "grey wall": np.full((300, 300, 3), 128, np.uint8),
+              "coffee": skimage_data.coffee()[:300, :300], "cat": skimage_data.chelsea()[:300, :300],
+              "rocket": skimage_data.rocket()[:300, :300], "astronaut's background": skimage_data.astronaut()[300:, 300:]}
+    print("\nlandmark score of a crop with no face (the tracker ends a track below 0.1):")
+    for name, image in scenes.items():
+        points, spread = predictor.keypoints_and_spread([image], [(50, 50, 200)])
+        print(f"  {name}: {float(predictor.scores(points, spread)[1][0]):.3f}")
+    from fkd_cli.data import ImageCache
+
+    images = ImageCache(split.paths)
+    own = [box for box in result.boxes]
+    slid = [(left + side, top, side) for left, top, side in own]  # one side to the right: the face is gone
+    for name, boxes in (("the test faces' own crops", own), ("those crops slid one side right", slid)):
+        points, spread = predictor.keypoints_and_spread([images[i] for i in range(len(boxes))], boxes)
+        scores = predictor.scores(points, spread)[1]
+        print(f"  {name}: median {float(np.median(scores)):.3f}, under 0.1: {int((scores < 0.1).sum())} of {len(scores)}")
 
 
 if __name__ == "__main__":

@@ -123,8 +123,7 @@ def measure_doubt_head(model: Path, data: dict, data_dir: Path, changes: dict, p
     from .config import config_from_dict
     from .confidence import fit_confidence
     from .data import ImageCache, KeypointDataset
-    from .doubt import WithDoubt
-    from . import doubt as doubt_module
+    from .doubt import DisplacedCrops, WithDoubt, fit_doubt_head
     from .evaluate import evaluate
     from .inference import Predictor
     from .models import fuse_for_inference
@@ -136,9 +135,10 @@ def measure_doubt_head(model: Path, data: dict, data_dir: Path, changes: dict, p
     net = build_from_checkpoint({**data, "preprocess": pp.to_dict(), "doubt_head": None})
     train_config = config_from_dict(cfg)
     train_images, val_images = ImageCache(train.paths), ImageCache(val.paths)
-    head, report = doubt_module.fit_doubt_head(net, KeypointDataset(train_images, train.keypoints, pp, train_config, train=True),
+    head, report = fit_doubt_head(net, KeypointDataset(train_images, train.keypoints, pp, train_config, train=True),
                                   KeypointDataset(val_images, val.keypoints, pp, train_config, train=False),
-                                  pp.target_scale, progress=progress)
+                                  pp.target_scale, DisplacedCrops(train_images, train.keypoints, pp, train_config.seed),
+                                  progress=progress)
     with_head = Preprocess.from_dict({**pp.to_dict(), "doubt_head": True})
     import torch
 

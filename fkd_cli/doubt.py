@@ -7,19 +7,28 @@ and the hidden layer before the last linear layer. It predicts log(error + EPS) 
 crop pixels) and is fitted after training with the network frozen, by ridge regression:
 - on augmented crops of the faces the model was trained on (the trainer's own augmentations: turned,
   occluded, badly framed and whole-frame crops are where errors are large), a few passes;
+- and on crops that have slid off those faces (`DisplacedCrops`): the network still puts a face in
+  them, and its true error is known because the face is. Without them the head, never having seen a
+  crop without a face, rated background crops like faces (so a video track would never end: a
+  noise or wall crop scored 0.17-0.28, faces 0.17-0.62);
 - its strength chosen by how well the prediction ranks errors on the held-out validation faces.
 The landmarks do not change; the network's output grows from 2K to 3K numbers (K log errors last).
 """
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 from torch import nn
+from torch.utils.data import Dataset
 
 from .errors import FkdError
+from .framing import crop, crop_points_to_targets, to_input
 from .framing import DOUBT_EPS as EPS  # crop pixels added to the error before the log, in one place
 STRENGTHS = (1.0, 10.0, 100.0, 1000.0)  # ridge strengths tried (features are the network's own, unscaled)
 PASSES = 3  # augmented passes over the training faces
+DISPLACED_PASSES = 1  # passes of crops slid off the faces (a quarter of what the head is fitted on)
+DISPLACEMENT = (0.3, 1.2)  # how far a displaced crop slides, in crop sides (from half a face to none of it)
 
 
 def head_parts(net: nn.Module) -> tuple[nn.Module, nn.Sequential]:
@@ -69,6 +78,31 @@ def attach(net: nn.Module, state: dict, num_keypoints: int, channels: int, input
     return WithDoubt(net, weight, bias)
 
 
+class DisplacedCrops(Dataset):
+    """Each training face's crop slid a random 0.3-1.2 of its side in a random direction, with the
+    face's true keypoints (now partly or wholly outside the crop): (input, target, unit) like
+    KeypointDataset's, seeded, so the fit is repeatable."""
+
+    def __init__(self, images, keypoints: torch.Tensor, pp, seed: int = 0):
+        self.images, self.keypoints, self.pp = images, keypoints, pp
+        rng = np.random.default_rng(seed)
+        self.angles = rng.uniform(0, 2 * np.pi, len(images))
+        self.distances = rng.uniform(*DISPLACEMENT, len(images))
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def __getitem__(self, index: int):
+        image, points = self.images[index], self.keypoints[index]
+        height, width = image.shape[:2]
+        left, top, side = self.pp.framer.truth_box(width, height, points)[:3]
+        shift = self.distances[index] * side
+        box = (int(round(left + shift * np.cos(self.angles[index]))), int(round(top + shift * np.sin(self.angles[index]))), side)
+        pixels, moved = crop(image, box, self.pp.input_size, points.numpy())
+        x = torch.from_numpy(to_input(pixels[None], self.pp)[0])
+        return x, crop_points_to_targets(torch.from_numpy(moved), self.pp).reshape(-1), torch.tensor(1.0)
+
+
 def collect(net: nn.Module, dataset, passes: int, target_scale: float, batch_size: int = 64, progress=None):
     """Doubt features (M, F) and each point's error in crop pixels (M, K) over `passes` of `dataset`
     (a KeypointDataset: augmented when it is the training one)."""
@@ -104,11 +138,15 @@ def rank_correlation(a: torch.Tensor, b: torch.Tensor) -> float:
     return float((ra * rb).sum() / (ra.norm() * rb.norm()).clamp_min(1e-12))
 
 
-def fit_doubt_head(net: nn.Module, train_set, val_set, target_scale: float, passes: int = PASSES,
-                   progress=None) -> tuple[dict, dict]:
-    """The doubt head for a frozen `net`: ({"weight", "bias"} as float32 tensors, a report of the fit)."""
+def fit_doubt_head(net: nn.Module, train_set, val_set, target_scale: float, displaced_set=None,
+                   passes: int = PASSES, progress=None) -> tuple[dict, dict]:
+    """The doubt head for a frozen `net`, fitted on `passes` of `train_set` and DISPLACED_PASSES of
+    `displaced_set`: ({"weight", "bias"} as float32 tensors, a report of the fit)."""
     net.eval()
     train_x, train_err = collect(net, train_set, passes, target_scale, progress=progress)
+    if displaced_set is not None:
+        off_x, off_err = collect(net, displaced_set, DISPLACED_PASSES, target_scale)
+        train_x, train_err = torch.cat([train_x, off_x]), torch.cat([train_err, off_err])
     val_x, val_err = collect(net, val_set, 1, target_scale)
     train_y, val_y = torch.log(train_err + EPS), torch.log(val_err + EPS)
     best = None

@@ -126,3 +126,26 @@ def test_a_damaged_doubt_head_is_refused_in_one_line(doubt_run, tmp_path):
         save_checkpoint(path, bad)
         text = one_line_error(invoke("evaluate", "--model", path, "--backend", "pytorch", "--data-dir", data))
         assert f"{name}.pth" in text and "doubt head" in text, name
+
+
+def test_displaced_crops_slide_off_the_face_and_keep_its_true_keypoints():
+    """The crops the head learns "no face here" from: slid 0.3-1.2 of a side, repeatable, and their
+    targets are the face's real keypoints in the slid crop's units (mostly outside it)."""
+    from fkd_cli.doubt import DISPLACEMENT, DisplacedCrops
+    from fkd_cli.framing import box_from_points, crop_points_to_targets
+
+    pp = contract()
+    rng = np.random.default_rng(0)
+    images = [np.zeros((200, 240, 3), np.uint8) for _ in range(20)]
+    keypoints = torch.from_numpy(rng.uniform(60, 140, (20, K, 2)).astype(np.float32))
+    crops = DisplacedCrops(images, keypoints, pp, seed=3)
+    again = DisplacedCrops(images, keypoints, pp, seed=3)
+    for i in range(len(crops)):
+        x, target, _ = crops[i]
+        assert x.shape == (3, 32, 32) and torch.equal(target, again[i][1])
+        left, top, side = box_from_points(keypoints[i], pp.face_margin)
+        # where the keypoints sit in the face's own crop, in target units: the slid crop's differ by the slide
+        own = crop_points_to_targets((keypoints[i] - torch.tensor([left, top])) * (32 / side), pp).reshape(-1, 2)
+        slide = ((own - target.reshape(-1, 2)) * pp.target_scale / 32).mean(0)  # in crop sides
+        assert torch.allclose((own - target.reshape(-1, 2)) * pp.target_scale / 32, slide.expand(K, 2), atol=1e-4)
+        assert DISPLACEMENT[0] - 0.02 <= float(slide.norm()) <= DISPLACEMENT[1] + 0.02
