@@ -45,7 +45,7 @@ class Config:
     refine_steps: int = 1  # re-crops from the predicted landmarks before the final prediction
     flip_tta: bool = False  # average with the prediction on the mirrored crop
     bias_correction: bool = True  # measure the network's mean error per point on the validation split and store it as a correction (README, Accuracy); never with validation: test
-    doubt_head: bool = False  # after training, fit a doubt head (each point's expected error, the scores' signal without flip TTA) on the training faces (README, Confidence); needs a validation split
+    doubt_head: bool = False  # after training, fit a doubt head (each point's expected error, the scores' signal without flip TTA) on the training faces (README, Confidence); only with held-out faces (validation: split, val_fraction > 0), like bias_correction
     smooth_min_cutoff: float = 0.5  # video: One Euro filter cut-off for a still face, Hz (lower: smoother)
     smooth_beta: float = 40.0  # video: extra cut-off per face size a second of movement (higher: less lag)
     # --- augmentation (training only) ---
@@ -241,8 +241,6 @@ def _validate(cfg: Config) -> None:
         raise FkdError(f"config key 'norm_points' must name two different keypoint indices, got {cfg.norm_points}")
     if cfg.keypoints is not None:
         check_keypoint_indices(cfg, cfg.keypoints)
-    if cfg.doubt_head and (cfg.validation != "split" or not cfg.val_fraction > 0):
-        raise FkdError("config key 'doubt_head': needs held-out faces to choose and calibrate it (validation: split, val_fraction > 0)")
     from .models import MODELS  # late import: models imports torch, config must stay light
 
     if cfg.model not in MODELS:

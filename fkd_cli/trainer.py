@@ -80,7 +80,10 @@ class Trainer:
                 self.restore(state)
             stopped = self.fit()
             if not stopped and self.cfg.doubt_head and self.dist.main and "epoch" in self.best:
-                self.fit_doubt_head()
+                if self.cfg.validation == "split" and len(self.val_images):
+                    self.fit_doubt_head()
+                else:  # like the bias correction: fitted and calibrated on held-out faces, or not at all
+                    self.reporter.message("no doubt head: there are no held-out faces of training/ to fit it on")
         finally:
             if self.dist.main and self.resume is None:
                 release_if_empty(self.run_dir)  # a run that failed before its first file leaves nothing

@@ -51,7 +51,7 @@ def test_five_point_set_end_to_end(dataset5, tmp_path):
 
 
 def test_flip_without_permutation_is_an_error(dataset5, tmp_path):
-    base = [s for s in FIVE if not s.startswith("flip_permutation")]
+    base = [s for s in FIVE if not s.startswith("flip_permutation")] + ["flip=true"]
     text = one_line_error(invoke("train", "--config", "fkd-best", "--data-dir", dataset5, "--out", tmp_path / "x", *sets(base)))
     assert "flip_permutation" in text
     text = one_line_error(invoke("train", "--config", "fkd-best", "--data-dir", dataset5, "--out", tmp_path / "x",
