@@ -8,6 +8,9 @@ calibrated crop, model with flip TTA):
 - the face detector's score of the face each image is annotated with: its minimum is the highest
   `--conf` that loses no face here;
 - a frontal face (skimage's astronaut) against a profile one (skimage's camera: the cameraman);
+- how a face's two signals are best weighted (the shape against the spread's weakest points): the
+  AUROC of each weighting for the worst 10% and 3% of the faces (run it on `--split val` to choose one
+  without looking at the test faces);
 - crops with no face (noise, a grey wall, skimage's coffee, cat and rocket, the astronaut's background)
   and each test face's crop slid a whole side off it: a video track ends when its landmark score
   falls below `min_landmark_score` (0.1), so these must score below it and the faces' own crops above.
@@ -83,6 +86,8 @@ def main() -> None:
         bad = result.nme > threshold
         print(f"AUROC of (1 - landmark score) for faces over {100 * threshold:.0f}% NME ({int(bad.sum())} of "
               f"{len(bad)}): {auroc(-face_scores, bad):.3f}")
+    if result.spread is not None:
+        weightings(predictor, result)
     found = result.face_scores[~torch.isnan(result.face_scores)]
     print(f"\ndetector score of the annotated face: min {float(found.min()):.4f}, 1st percentile "
           f"{float(torch.quantile(found, 0.01)):.4f}, median {float(found.median()):.4f} ({len(found)} found)")
@@ -97,6 +102,27 @@ def main() -> None:
         if not len(faces):
             print(f"  {name}: no face found")
     crops_without_faces(predictor, result, split)
+
+
+def weightings(predictor, result) -> None:
+    """AUROC of a face's doubt for its worst faces, for shape weights from 1 (shape alone) to 0 (spread alone)."""
+    import numpy as np
+
+    from fkd_cli.confidence import WEAKEST_POINTS
+
+    confidence = predictor.confidence
+    mahalanobis, _ = confidence._shape_terms(result.predictions.numpy())
+    shape = mahalanobis / confidence.shape_scale
+    relative = result.spread.numpy() / confidence.spread_scale
+    weakest = -np.sort(-relative, axis=1)[:, :WEAKEST_POINTS].mean(axis=1)
+    nme = result.nme.numpy()
+    print(f"\na face's doubt, shape weight against its {WEAKEST_POINTS} weakest points' spread (stored: "
+          f"{confidence.shape_weight:.3f}): AUROC for the worst faces")
+    print(f"{'shape weight':>12} {'worst 10%':>10} {'worst 3%':>9}")
+    for weight in (1, 2 / 3, 1 / 2, 1 / 3, 0):
+        doubt = weight * shape + (1 - weight) * weakest
+        row = [auroc(doubt, nme > np.quantile(nme, 1 - share)) for share in (0.10, 0.03)]
+        print(f"{weight:>12.3f} {row[0]:>10.3f} {row[1]:>9.3f}")
 
 
 def crops_without_faces(predictor, result, split) -> None:
