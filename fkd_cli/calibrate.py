@@ -14,7 +14,6 @@ from .errors import FkdError
 from .framing import DetectorRule, Preprocess, landmark_box
 
 MIN_SAMPLES = 10
-DOUBT_SHAPE_WEIGHT = 1 / 3  # a face's doubt: the doubt head's weakest points count twice, the shape once (confidence.py)
 
 
 @dataclass
@@ -121,7 +120,7 @@ def measure_doubt_head(model: Path, data: dict, data_dir: Path, changes: dict, p
     from .backends import TorchBackend
     from .checkpoint import build_from_checkpoint
     from .config import config_from_dict
-    from .confidence import fit_confidence
+    from .confidence import DOUBT_HEAD_SHAPE_WEIGHT, fit_confidence
     from .data import ImageCache, KeypointDataset
     from .doubt import DisplacedCrops, WithDoubt, fit_doubt_head
     from .evaluate import evaluate
@@ -140,12 +139,10 @@ def measure_doubt_head(model: Path, data: dict, data_dir: Path, changes: dict, p
                                   pp.target_scale, DisplacedCrops(train_images, train.keypoints, pp, train_config.seed),
                                   progress=progress)
     with_head = Preprocess.from_dict({**pp.to_dict(), "doubt_head": True})
-    import torch
-
     predictor = Predictor(TorchBackend(fuse_for_inference(WithDoubt(net, head["weight"], head["bias"])), torch.device("cpu")),
                           with_head, str(model), detector="none")
     result = evaluate(predictor, val_images, val.keypoints, boxes="gt")
-    confidence = fit_confidence(train.keypoints, result.predictions, result.spread, shape_weight=DOUBT_SHAPE_WEIGHT)
+    confidence = fit_confidence(train.keypoints, result.predictions, result.spread, shape_weight=DOUBT_HEAD_SHAPE_WEIGHT)
     if confidence is None:
         raise FkdError(f"{data_dir}: too few faces to calibrate the confidence scores with a doubt head")
     return head, confidence.to_dict(), report

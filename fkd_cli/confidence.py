@@ -22,6 +22,11 @@ import numpy as np
 QUANTILE = 0.9  # held-out faces' quantile that maps to a score of 0.5
 MODES = 16  # shape modes kept (fewer for small keypoint sets or data sets)
 WEAKEST_POINTS = 5  # a face's spread is that of its least certain points
+# the shape's share of a face's doubt beside its weakest points' spread: with flip spread 2/3 (a turned
+# face's spread can be low: the shape is what sees it); with a doubt head 1/3 (it sees turned faces
+# itself, and ranked the worst validation faces better than the shape: README, Confidence)
+FLIP_SHAPE_WEIGHT = 2 / 3
+DOUBT_HEAD_SHAPE_WEIGHT = 1 / 3
 
 
 def procrustes(shapes: np.ndarray, reference: np.ndarray) -> np.ndarray:
@@ -45,13 +50,10 @@ class Confidence:
     mean: list  # (2K,) mean aligned shape
     modes: list  # (M, 2K) main modes of variation
     variances: list  # (M,) variance along each mode
-    spread_scale: float | None  # held-out 90th percentile of a point's flip-TTA spread (None: no flip TTA)
+    spread_scale: float | None  # held-out 90th percentile of a point's spread (None: no doubt head, no flip TTA)
     residual_scale: float  # ... of a point's distance from the shape model's reconstruction
     shape_scale: float  # ... of a face's Mahalanobis distance in the modes
-    # the shape's share of a face's doubt beside its weakest points' spread: 2/3 for flip spread (a turned
-    # face's spread can be low: the shape is what sees it), 1/3 for a doubt head (it sees turned faces
-    # itself and ranked the worst validation faces better than the shape, README, Confidence)
-    shape_weight: float = 2 / 3
+    shape_weight: float = FLIP_SHAPE_WEIGHT  # the shape's share of a face's doubt (models before it: 2/3)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -89,7 +91,7 @@ class Confidence:
         return np.power(np.float32(0.5), point_doubt), np.power(np.float32(0.5), face_doubt)
 
 
-def fit_confidence(train_landmarks, heldout_predictions, heldout_spread, shape_weight: float = 2 / 3) -> Confidence | None:
+def fit_confidence(train_landmarks, heldout_predictions, heldout_spread, shape_weight: float = FLIP_SHAPE_WEIGHT) -> Confidence | None:
     """The shape model from training landmarks (N, K, 2), the scales from predictions on held-out
     faces (and their spread), numpy arrays or CPU tensors. None when there is too little data for either."""
     train_landmarks = np.asarray(train_landmarks, np.float32)

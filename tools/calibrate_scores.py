@@ -16,9 +16,8 @@ held-out split, measured on faces that twin never saw (how doubtful the recipe i
 import argparse
 from pathlib import Path
 
-from fkd_cli.calibrate import DOUBT_SHAPE_WEIGHT
 from fkd_cli.checkpoint import load_checkpoint, update_checkpoint
-from fkd_cli.confidence import fit_confidence
+from fkd_cli.confidence import DOUBT_HEAD_SHAPE_WEIGHT, fit_confidence
 from fkd_cli.data import ImageCache, load_split
 from fkd_cli.evaluate import evaluate
 from fkd_cli.inference import load_predictor
@@ -45,7 +44,7 @@ def main() -> None:
                          f"scales on; use --scales-from its twin trained with a held-out split")
     train, val = (load_split(args.data_dir, name, fraction, seed) for name in ("train", "val"))
     result = evaluate(predictor, ImageCache(val.paths), val.keypoints, boxes="gt")
-    weight = {"shape_weight": DOUBT_SHAPE_WEIGHT} if predictor.pp.doubt_head else {}  # as `fkd calibrate --doubt` fits it
+    weight = {"shape_weight": DOUBT_HEAD_SHAPE_WEIGHT} if predictor.pp.doubt_head else {}  # as `fkd calibrate --doubt` fits it
     confidence = fit_confidence(train.keypoints, result.predictions, result.spread, **weight)
     if confidence is None:
         raise SystemExit(f"{args.model}: too little data to calibrate scores")
