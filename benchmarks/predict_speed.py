@@ -33,6 +33,19 @@ def per_call_ms(fn, x, repeats: int) -> float:
     return 1000 * statistics.median(times)
 
 
+def without_doubt_head(model: Path | None, folder: Path, threads: int):
+    """An ONNX predictor for the same network without its doubt head (the landmarks are the same)."""
+    from fkd_cli.backends import bundled_model_path
+    from fkd_cli.checkpoint import update_checkpoint
+    from fkd_cli.export import export_model
+    from fkd_cli.inference import load_predictor
+
+    plain = folder / "headless.pth"
+    update_checkpoint(model or bundled_model_path(), plain, preprocess={"doubt_head": False}, extra={"doubt_head": None})
+    (exported,) = export_model(plain, "onnx", folder / "headless.onnx", check=False)
+    return load_predictor(exported.path, threads=threads)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", type=Path, default=None, help=".pth checkpoint; default: the bundled model")
@@ -56,6 +69,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         (exported,) = export_model(args.model, "onnx", Path(tmp) / "m.onnx", check=False)
         onnx_predictor = load_predictor(exported.path, threads=args.threads)
+        headless = without_doubt_head(args.model, Path(tmp), args.threads) if pp.doubt_head else None
     backends = {"pytorch": torch_predictor, "onnxruntime": onnx_predictor}
 
     print(f"model: {torch_predictor.source} ({torch_predictor.info.get('arch')}, input {pp.input_size}px, "
@@ -93,6 +107,15 @@ def main() -> None:
             single.append(per_call_ms(one_pass.run_inputs, x, args.repeats) * passes)
         print(f"onnxruntime, batch 1, without flip TTA: {statistics.median(single):.3f} ms a face against "
               f"{statistics.median(both):.3f} with it ({statistics.median(both) / statistics.median(single):.2f}x), alternated")
+
+    if headless is not None:  # what the doubt head adds to a network call, taking turns
+        x = torch.randn(1, pp.channels, pp.input_size, pp.input_size).numpy()
+        with_head, without = [], []
+        for _ in range(5):
+            with_head.append(per_call_ms(onnx_predictor.run_inputs, x, args.repeats) * calls)
+            without.append(per_call_ms(headless.run_inputs, x, args.repeats) * calls)
+        print(f"onnxruntime, batch 1, with the doubt head: {statistics.median(with_head):.3f} ms a face against "
+              f"{statistics.median(without):.3f} without it ({statistics.median(with_head) / statistics.median(without):.3f}x), alternated")
 
     if not paths:
         print(f"(no photos in {args.images}: end-to-end figure skipped)")
