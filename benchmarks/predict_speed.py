@@ -33,6 +33,15 @@ def per_call_ms(fn, x, repeats: int) -> float:
     return 1000 * statistics.median(times)
 
 
+def alternated(first, second, x, repeats: int, calls: int, rounds: int = 5) -> tuple[float, float]:
+    """Median ms a face of two predictors timed in turns (so a drifting machine slows both alike)."""
+    a, b = [], []
+    for _ in range(rounds):
+        a.append(per_call_ms(first.run_inputs, x, repeats) * calls)
+        b.append(per_call_ms(second.run_inputs, x, repeats) * calls)
+    return statistics.median(a), statistics.median(b)
+
+
 def without_doubt_head(model: Path | None, folder: Path, threads: int):
     """An ONNX predictor for the same network without its doubt head (the landmarks are the same)."""
     from fkd_cli.backends import bundled_model_path
@@ -98,24 +107,15 @@ def main() -> None:
     for batch in (1, 32):
         print(f"onnxruntime speed-up over pytorch at batch {batch}: "
               f"{results[('pytorch', batch)] / results[('onnxruntime', batch)]:.2f}x")
+    x = torch.randn(1, pp.channels, pp.input_size, pp.input_size).numpy()
     if pp.flip_tta:  # what one pass a face (a model that needs no flip TTA) would cost, taking turns
-        one_pass = onnx_predictor.configured(flip_tta=False)
-        x = torch.randn(1, pp.channels, pp.input_size, pp.input_size).numpy()
-        both, single = [], []
-        for _ in range(5):
-            both.append(per_call_ms(onnx_predictor.run_inputs, x, args.repeats) * passes)
-            single.append(per_call_ms(one_pass.run_inputs, x, args.repeats) * passes)
-        print(f"onnxruntime, batch 1, without flip TTA: {statistics.median(single):.3f} ms a face against "
-              f"{statistics.median(both):.3f} with it ({statistics.median(both) / statistics.median(single):.2f}x), alternated")
-
+        single, both = alternated(onnx_predictor.configured(flip_tta=False), onnx_predictor, x, args.repeats, passes)
+        print(f"onnxruntime, batch 1, without flip TTA: {single:.3f} ms a face against {both:.3f} with it "
+              f"({both / single:.2f}x), alternated")
     if headless is not None:  # what the doubt head adds to a network call, taking turns
-        x = torch.randn(1, pp.channels, pp.input_size, pp.input_size).numpy()
-        with_head, without = [], []
-        for _ in range(5):
-            with_head.append(per_call_ms(onnx_predictor.run_inputs, x, args.repeats) * calls)
-            without.append(per_call_ms(headless.run_inputs, x, args.repeats) * calls)
-        print(f"onnxruntime, batch 1, with the doubt head: {statistics.median(with_head):.3f} ms a face against "
-              f"{statistics.median(without):.3f} without it ({statistics.median(with_head) / statistics.median(without):.3f}x), alternated")
+        with_head, without = alternated(onnx_predictor, headless, x, args.repeats, calls)
+        print(f"onnxruntime, batch 1, with the doubt head: {with_head:.3f} ms a face against {without:.3f} without it "
+              f"({with_head / without:.3f}x), alternated")
 
     if not paths:
         print(f"(no photos in {args.images}: end-to-end figure skipped)")
