@@ -6,7 +6,7 @@ The head is one linear layer on what the network's regression head sees: the fla
 and the hidden layer before the last linear layer. It predicts log(error + EPS) of each point (error in
 crop pixels) and is fitted after training with the network frozen, by ridge regression:
 - on augmented crops of the faces the model was trained on (the trainer's own augmentations: turned,
-  occluded, badly framed and whole-frame crops are where errors are large), a few passes;
+  badly framed and whole-frame crops are where errors are large), a few passes;
 - and on crops that have slid off those faces (`DisplacedCrops`): the network still puts a face in
   them, and its true error is known because the face is. Without them the head, never having seen a
   crop without a face, rated background crops like faces (so a video track would never end: a
@@ -25,6 +25,7 @@ from torch.utils.data import Dataset
 from .errors import FkdError
 from .framing import crop, crop_points_to_targets, to_input
 from .framing import DOUBT_EPS as EPS  # crop pixels added to the error before the log, in one place
+
 STRENGTHS = (1.0, 10.0, 100.0, 1000.0)  # ridge strengths tried (features are the network's own, unscaled)
 PASSES = 3  # augmented passes over the training faces
 DISPLACED_PASSES = 1  # passes of crops slid off the faces (a quarter of what the head is fitted on)

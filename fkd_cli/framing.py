@@ -20,6 +20,7 @@ import numpy as np
 from PIL import Image
 
 from .config import Config
+from .errors import FkdError
 from .landmarks import IBUG68_FLIP, IBUG68_NORM_POINTS, default_regions, validate_permutation
 
 
@@ -335,7 +336,10 @@ def outputs_to_doubt(outputs: np.ndarray, pp: Preprocess) -> np.ndarray | None:
     """The doubt head's expected error of each point (N, K) in crop pixels; None for a model without one."""
     if not pp.doubt_head:
         return None
-    log_errors = outputs[:, 2 * pp.num_keypoints: 3 * pp.num_keypoints].astype(np.float32)
+    if outputs.shape[1] != 3 * pp.num_keypoints:
+        raise FkdError(f"the model gives {outputs.shape[1]} numbers a face, but its contract promises a doubt head "
+                       f"({3 * pp.num_keypoints}: 2 coordinates and a log error a point); the file is damaged")
+    log_errors = outputs[:, 2 * pp.num_keypoints:].astype(np.float32)
     return np.maximum(np.exp(log_errors) - np.float32(DOUBT_EPS), np.float32(0))
 
 

@@ -152,3 +152,13 @@ def test_displaced_crops_slide_off_the_face_and_keep_its_true_keypoints():
         slide = ((own - target.reshape(-1, 2)) * pp.target_scale / 32).mean(0)  # in crop sides
         assert torch.allclose((own - target.reshape(-1, 2)) * pp.target_scale / 32, slide.expand(K, 2), atol=1e-4)
         assert DISPLACEMENT[0] - 0.02 <= float(slide.norm()) <= DISPLACEMENT[1] + 0.02
+
+
+def test_a_contract_that_promises_a_doubt_head_the_network_lacks_is_one_line():
+    """An export whose metadata says doubt head but whose network gives 2K numbers: a clear error, not NaN scores."""
+    from fkd_cli.errors import FkdError
+
+    coordinates = np.zeros((1, 2 * K), np.float32)
+    predictor = Predictor(lambda x: np.repeat(coordinates, len(x), axis=0), contract(doubt_head=True), "test", detector="none")
+    with pytest.raises(FkdError, match="doubt head"):
+        predictor.keypoints_and_spread([np.zeros((64, 64, 3), np.uint8)], [(0, 0, 64)])
