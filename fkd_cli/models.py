@@ -238,6 +238,10 @@ MODELS: dict[str, Callable[..., nn.Module]] = {
 }
 
 
+# architectures without a feature grid and a linear regression head for a doubt head to read (doubt.py)
+WITHOUT_DOUBT_HEAD = {"fkdnet-hm"}
+
+
 def model_kwargs(name: str, cfg) -> dict:
     """The architecture arguments a config implies (saved in the checkpoint to rebuild the model)."""
     kwargs = {"in_channels": cfg.channels, "input_size": cfg.input_size, "dropout": cfg.dropout}

@@ -162,3 +162,9 @@ def test_a_contract_that_promises_a_doubt_head_the_network_lacks_is_one_line():
     predictor = Predictor(lambda x: np.repeat(coordinates, len(x), axis=0), contract(doubt_head=True), "test", detector="none")
     with pytest.raises(FkdError, match="doubt head"):
         predictor.keypoints_and_spread([np.zeros((64, 64, 3), np.uint8)], [(0, 0, 64)])
+
+
+def test_a_doubt_head_on_a_heatmap_network_is_refused_before_training(dataset, tmp_path):
+    text = one_line_error(invoke("train", "--config", "fkd-best", "--data-dir", dataset, "--out", tmp_path / "hm",
+                                 *sets(TINY + ["model=fkdnet-hm"])))
+    assert "doubt_head" in text and "fkdnet-hm" in text and not (tmp_path / "hm").exists()
