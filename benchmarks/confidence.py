@@ -65,7 +65,8 @@ def main() -> None:
 
     predictor = load_model(args.model, device="cpu")
     split = load_split(args.data_dir, args.split)
-    result = evaluate(predictor, ImageCache(split.paths), split.keypoints, "detector")
+    images = ImageCache(split.paths)  # decoded once: the crops without faces below cut the same images
+    result = evaluate(predictor, images, split.keypoints, "detector")
     point_scores, face_scores = predictor.scores(result.predictions, result.spread)  # what predict reports
     if point_scores is None:
         raise SystemExit(f"{predictor.source}: no confidence calibration (tools/calibrate_scores.py adds one)")
@@ -101,31 +102,30 @@ def main() -> None:
             print(f"  {name}: face {i} detector score {faces.scores[i]:.3f}, landmark score {faces.landmark_scores[i]:.3f}")
         if not len(faces):
             print(f"  {name}: no face found")
-    crops_without_faces(predictor, result, split)
+    crops_without_faces(predictor, result, images)
 
 
 def weightings(predictor, result) -> None:
-    """AUROC of a face's doubt for its worst faces, for shape weights from 1 (shape alone) to 0 (spread alone)."""
+    """AUROC of a face's doubt for its worst faces, for shape weights from 1 (shape alone) to 0 (spread
+    alone): the model's own calibration with only the weight changed."""
+    import dataclasses
+
     import numpy as np
 
     from fkd_cli.confidence import WEAKEST_POINTS
 
-    confidence = predictor.confidence
-    mahalanobis, _ = confidence._shape_terms(result.predictions.numpy())
-    shape = mahalanobis / confidence.shape_scale
-    relative = result.spread.numpy() / confidence.spread_scale
-    weakest = -np.sort(-relative, axis=1)[:, :WEAKEST_POINTS].mean(axis=1)
     nme = result.nme.numpy()
     print(f"\na face's doubt, shape weight against its {WEAKEST_POINTS} weakest points' spread (stored: "
-          f"{confidence.shape_weight:.3f}): AUROC for the worst faces")
+          f"{predictor.confidence.shape_weight:.3f}): AUROC for the worst faces")
     print(f"{'shape weight':>12} {'worst 10%':>10} {'worst 3%':>9}")
     for weight in (1, 2 / 3, 1 / 2, 1 / 3, 0):
-        doubt = weight * shape + (1 - weight) * weakest
-        row = [auroc(doubt, nme > np.quantile(nme, 1 - share)) for share in (0.10, 0.03)]
+        reweighted = dataclasses.replace(predictor.confidence, shape_weight=weight)
+        face_scores = reweighted.scores(result.predictions.numpy(), result.spread.numpy())[1]
+        row = [auroc(-face_scores, nme > np.quantile(nme, 1 - share)) for share in (0.10, 0.03)]
         print(f"{weight:>12.3f} {row[0]:>10.3f} {row[1]:>9.3f}")
 
 
-def crops_without_faces(predictor, result, split) -> None:
+def crops_without_faces(predictor, result, images) -> None:
     """Landmark scores of crops that hold no face, against the test faces' own crops."""
     import numpy as np
 
@@ -138,10 +138,7 @@ def crops_without_faces(predictor, result, split) -> None:
     for name, image in scenes.items():
         points, spread = predictor.keypoints_and_spread([image], [(50, 50, 200)])
         print(f"  {name}: {float(predictor.scores(points, spread)[1][0]):.3f}")
-    from fkd_cli.data import ImageCache
-
-    images = ImageCache(split.paths)
-    own = [box for box in result.boxes]
+    own = list(result.boxes)
     slid = [(left + side, top, side) for left, top, side in own]  # one side to the right: the face is gone
     for name, boxes in (("the test faces' own crops", own), ("those crops slid one side right", slid)):
         points, spread = predictor.keypoints_and_spread([images[i] for i in range(len(boxes))], boxes)

@@ -120,7 +120,7 @@ def measure_doubt_head(model: Path, data: dict, data_dir: Path, changes: dict, p
     from .backends import TorchBackend
     from .checkpoint import build_from_checkpoint
     from .config import config_from_dict
-    from .confidence import DOUBT_HEAD_SHAPE_WEIGHT, fit_confidence
+    from .confidence import fit_confidence, shape_weight_for
     from .data import ImageCache, KeypointDataset
     from .doubt import DisplacedCrops, WithDoubt, fit_doubt_head
     from .evaluate import evaluate
@@ -142,7 +142,7 @@ def measure_doubt_head(model: Path, data: dict, data_dir: Path, changes: dict, p
     predictor = Predictor(TorchBackend(fuse_for_inference(WithDoubt(net, head["weight"], head["bias"])), torch.device("cpu")),
                           with_head, str(model), detector="none")
     result = evaluate(predictor, val_images, val.keypoints, boxes="gt")
-    confidence = fit_confidence(train.keypoints, result.predictions, result.spread, shape_weight=DOUBT_HEAD_SHAPE_WEIGHT)
+    confidence = fit_confidence(train.keypoints, result.predictions, result.spread, shape_weight_for(with_head.doubt_head))
     if confidence is None:
         raise FkdError(f"{data_dir}: too few faces to calibrate the confidence scores with a doubt head")
     return head, confidence.to_dict(), report

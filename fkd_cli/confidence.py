@@ -29,6 +29,11 @@ FLIP_SHAPE_WEIGHT = 2 / 3
 DOUBT_HEAD_SHAPE_WEIGHT = 1 / 3
 
 
+def shape_weight_for(doubt_head: bool) -> float:
+    """The shape's weight for a model whose spread comes from a doubt head, or else from flip TTA."""
+    return DOUBT_HEAD_SHAPE_WEIGHT if doubt_head else FLIP_SHAPE_WEIGHT
+
+
 def procrustes(shapes: np.ndarray, reference: np.ndarray) -> np.ndarray:
     """Each shape (N, K, 2) moved, scaled and rotated onto `reference` (K, 2) by least squares."""
     shapes, reference = np.asarray(shapes, np.float64), np.asarray(reference, np.float64)

@@ -20,7 +20,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 from torch import nn
-from torch.utils.data import Dataset
+from torch.utils.data import DataLoader, Dataset
 
 from .errors import FkdError
 from .framing import crop, crop_points_to_targets, to_input
@@ -107,8 +107,6 @@ class DisplacedCrops(Dataset):
 def collect(net: nn.Module, dataset, passes: int, target_scale: float, batch_size: int = 64, progress=None):
     """Doubt features (M, F) and each point's error in crop pixels (M, K) over `passes` of `dataset`
     (a KeypointDataset: augmented when it is the training one)."""
-    from torch.utils.data import DataLoader
-
     xs, errors = [], []
     total, done = passes * len(dataset), 0
     with torch.inference_mode():
@@ -123,13 +121,23 @@ def collect(net: nn.Module, dataset, passes: int, target_scale: float, batch_siz
     return torch.cat(xs).double(), torch.cat(errors).double()
 
 
-def ridge(features: torch.Tensor, targets: torch.Tensor, strength: float) -> tuple[torch.Tensor, torch.Tensor]:
-    """Least squares with an L2 penalty on the weights (not the intercept): (K, F) weights, (K,) bias."""
+def ridge_path(features: torch.Tensor, targets: torch.Tensor, strengths) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """Least squares with an L2 penalty on the weights (not the intercept), for each strength: (K, F)
+    weights and (K,) bias each. The centred Gram matrix, the costly part, is made once for all."""
     mean_x, mean_y = features.mean(0), targets.mean(0)
     x, y = features - mean_x, targets - mean_y
-    gram = x.T @ x + strength * torch.eye(x.shape[1], dtype=x.dtype)
-    weight = torch.linalg.solve(gram, x.T @ y).T
-    return weight, mean_y - weight @ mean_x
+    gram, moment = x.T @ x, x.T @ y
+    identity = torch.eye(x.shape[1], dtype=x.dtype)
+    fits = []
+    for strength in strengths:
+        weight = torch.linalg.solve(gram + strength * identity, moment).T
+        fits.append((weight, mean_y - weight @ mean_x))
+    return fits
+
+
+def ridge(features: torch.Tensor, targets: torch.Tensor, strength: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """`ridge_path` for one strength."""
+    return ridge_path(features, targets, (strength,))[0]
 
 
 def rank_correlation(a: torch.Tensor, b: torch.Tensor) -> float:
@@ -151,8 +159,7 @@ def fit_doubt_head(net: nn.Module, train_set, val_set, target_scale: float, disp
     val_x, val_err = collect(net, val_set, 1, target_scale)
     train_y, val_y = torch.log(train_err + EPS), torch.log(val_err + EPS)
     best = None
-    for strength in STRENGTHS:
-        weight, bias = ridge(train_x, train_y, strength)
+    for strength, (weight, bias) in zip(STRENGTHS, ridge_path(train_x, train_y, STRENGTHS)):
         rho = rank_correlation((val_x @ weight.T + bias).reshape(-1), val_y.reshape(-1))
         if best is None or rho > best[0]:
             best = (rho, strength, weight, bias)

@@ -15,7 +15,7 @@ from torch.utils.data import DataLoader
 
 from .backends import TorchBackend, pick_device
 from .bias import fit_bias_correction
-from .confidence import fit_confidence
+from .confidence import fit_confidence, shape_weight_for
 from .checkpoint import load_checkpoint, save_checkpoint
 from .config import Config, check_keypoint_indices, config_from_dict, config_to_dict, dump_config
 from .data import ImageCache, KeypointDataset, read_split, train_val_split, training_share
@@ -313,7 +313,8 @@ class Trainer:
         if val is not None and not math.isfinite(val.metrics["nme"]):
             raise self.diverged(f"validation predictions are not finite after epoch {epoch + 1}")
         if val is not None:  # scores calibrated on held-out faces, as they will be met
-            confidence = fit_confidence(self.train_split.keypoints, val.predictions, val.spread)
+            confidence = fit_confidence(self.train_split.keypoints, val.predictions, val.spread,
+                                        shape_weight_for(self.pp.doubt_head))
             self.pp.confidence = confidence.to_dict() if confidence is not None else None
             # held-out faces only: with validation on test/ a correction would be fitted to the test
             if self.cfg.bias_correction and self.cfg.validation == "split":

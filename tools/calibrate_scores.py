@@ -17,7 +17,7 @@ import argparse
 from pathlib import Path
 
 from fkd_cli.checkpoint import load_checkpoint, update_checkpoint
-from fkd_cli.confidence import DOUBT_HEAD_SHAPE_WEIGHT, fit_confidence
+from fkd_cli.confidence import fit_confidence, shape_weight_for
 from fkd_cli.data import ImageCache, load_split
 from fkd_cli.evaluate import evaluate
 from fkd_cli.inference import load_predictor
@@ -44,8 +44,7 @@ def main() -> None:
                          f"scales on; use --scales-from its twin trained with a held-out split")
     train, val = (load_split(args.data_dir, name, fraction, seed) for name in ("train", "val"))
     result = evaluate(predictor, ImageCache(val.paths), val.keypoints, boxes="gt")
-    weight = {"shape_weight": DOUBT_HEAD_SHAPE_WEIGHT} if predictor.pp.doubt_head else {}  # as `fkd calibrate --doubt` fits it
-    confidence = fit_confidence(train.keypoints, result.predictions, result.spread, **weight)
+    confidence = fit_confidence(train.keypoints, result.predictions, result.spread, shape_weight_for(predictor.pp.doubt_head))
     if confidence is None:
         raise SystemExit(f"{args.model}: too little data to calibrate scores")
     update_checkpoint(args.model, args.model, preprocess={"confidence": confidence.to_dict()})
