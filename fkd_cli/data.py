@@ -157,6 +157,30 @@ class ImageCache:
 # ---- the training dataset ---------------------------------------------------------------------
 
 
+class JpegCompression(torch.nn.Module):
+    """A (3, H, W) uint8 crop through JPEG at a random quality, with OpenCV's codec (torchvision's own
+    JPEG transform rests on its image codecs, deprecated since 0.29); the quality is drawn from torch's
+    seeded stream, so a seeded run repeats."""
+
+    def __init__(self, quality: tuple[int, int]):
+        super().__init__()
+        self.quality = quality
+
+    def forward(self, img):
+        import cv2
+
+        quality = int(torch.randint(self.quality[0], self.quality[1] + 1, ()))
+        pixels = img.as_subclass(torch.Tensor).permute(1, 2, 0).numpy()
+        colour = pixels.shape[2] == 3
+        pixels = np.ascontiguousarray(pixels[..., ::-1] if colour else pixels)  # OpenCV's codec reads BGR
+        ok, encoded = cv2.imencode(".jpg", pixels, [cv2.IMWRITE_JPEG_QUALITY, quality])
+        if not ok:  # OpenCV encodes any uint8 image; keep the crop as it is if it ever does not
+            return img
+        decoded = cv2.imdecode(encoded, cv2.IMREAD_UNCHANGED).reshape(pixels.shape)
+        decoded = np.ascontiguousarray(decoded[..., ::-1] if colour else decoded)
+        return tv_tensors.wrap(torch.from_numpy(decoded).permute(2, 0, 1).contiguous(), like=img)
+
+
 class KeypointDataset(Dataset):
     """Crops, augments and normalises one face per image; targets are in the checkpoint's units."""
 
@@ -171,6 +195,10 @@ class KeypointDataset(Dataset):
         if train and cfg.grayscale_prob > 0:
             photometric.append(v2.RandomGrayscale(p=cfg.grayscale_prob))
         self.photometric = v2.Compose(photometric) if photometric else None
+        # compression blocks and blur stand in for the low-quality video frames among the worst faces;
+        # both keep every pixel where it was, so the keypoints keep their labels
+        self.degrade = v2.RandomApply([v2.RandomChoice([JpegCompression((10, 50)), v2.GaussianBlur(kernel_size=7, sigma=(0.6, 2.0))])],
+                                      p=cfg.degrade_prob) if train and cfg.degrade_prob > 0 else None
         self.rotate = v2.RandomAffine(degrees=cfg.rotation) if train and cfg.rotation > 0 else None
         # a rectangle of noise over part of the face stands in for the hands, microphones and
         # sunglasses of the worst faces; the keypoints under it keep their labels
@@ -208,6 +236,8 @@ class KeypointDataset(Dataset):
             kp = tv_tensors.wrap(torch.from_numpy(mirrored), like=kp)
         if self.photometric is not None:
             img = self.photometric(img)
+        if self.degrade is not None:  # last, as a camera's compression comes after the scene's light
+            img = self.degrade(img)
         x = torch.from_numpy(to_input(img.as_subclass(torch.Tensor).permute(1, 2, 0).numpy()[None], self.pp)[0])
         if self.erase is not None:
             x = self.erase(x)

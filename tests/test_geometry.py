@@ -261,3 +261,39 @@ def test_erasing_covers_part_of_the_crop_and_keeps_the_targets(tmp_path):
         box = changed[rows.min():rows.max() + 1, cols.min():cols.max() + 1]
         assert 0.02 * 64 * 64 * 0.9 <= box.numel() <= 0.33 * 64 * 64 * 1.1  # one rectangle of the chosen size
         assert box.float().mean() > 0.95 and changed.sum() == box.sum()
+
+
+def test_degrading_changes_the_pixels_and_keeps_the_targets(tmp_path):
+    """degrade_prob=1: every training crop is compressed or blurred (pixels change, and its sharpest
+    steps get smaller or blockier), while the targets are those of the same draw without it."""
+    from .helpers import make_dataset
+    from fkd_cli.data import read_split
+
+    root = make_dataset(tmp_path, n_train=2, n_test=1)
+    split = read_split(root, "training")
+    still = {"input_size": 64, "rotation": 0, "scale_jitter": 0, "shift_jitter": 0, "color_jitter": 0,
+             "flip": False, "detector": "none"}
+    plain_cfg = resolve_config(None, still)
+    degraded_cfg = resolve_config(None, {**still, "degrade_prob": 1.0})
+    pp = Preprocess.from_config(plain_cfg, 68)
+    plain = KeypointDataset(ImageCache(split.paths), split.keypoints, pp, plain_cfg, train=True)
+    degraded = KeypointDataset(ImageCache(split.paths), split.keypoints, pp, degraded_cfg, train=True)
+    off = KeypointDataset(ImageCache(split.paths), split.keypoints, pp, resolve_config(None, {**still, "degrade_prob": 0.0}), train=True)
+    for seed in range(6):
+        torch.manual_seed(seed)
+        x0, t0, _ = plain[0]
+        torch.manual_seed(seed)
+        x1, t1, _ = degraded[0]
+        torch.manual_seed(seed)
+        x2, _, _ = off[0]
+        assert torch.equal(t0, t1)
+        assert torch.equal(x0, x2)  # 0 is off: not a draw that happens to leave the crop alone
+        assert (x0 != x1).float().mean() > 0.2
+        assert (x1 - x0).abs().mean() < 0.5 * x0.std()  # the same picture, not another one
+
+
+def test_degrade_prob_out_of_range_is_a_config_error(tmp_path):
+    from fkd_cli.errors import FkdError
+
+    with pytest.raises(FkdError, match="degrade_prob"):
+        resolve_config(None, {"degrade_prob": 1.5})
