@@ -134,10 +134,14 @@ def measure_doubt_head(model: Path, data: dict, data_dir: Path, changes: dict, p
     net = build_from_checkpoint({**data, "preprocess": pp.to_dict(), "doubt_head": None})
     train_config = config_from_dict(cfg)
     train_images, val_images = ImageCache(train.paths), ImageCache(val.paths)
-    head, report = fit_doubt_head(net, KeypointDataset(train_images, train.keypoints, pp, train_config, train=True),
-                                  KeypointDataset(val_images, val.keypoints, pp, train_config, train=False),
-                                  pp.target_scale, DisplacedCrops(train_images, train.keypoints, pp, train_config.seed),
-                                  progress=progress)
+    # the augmented training crops come from torch's stream: seeded with the run's seed (and the caller's
+    # stream left as it was), the same network always gets the same head, as a seeded run its network
+    with torch.random.fork_rng():
+        torch.manual_seed(train_config.seed)
+        head, report = fit_doubt_head(net, KeypointDataset(train_images, train.keypoints, pp, train_config, train=True),
+                                      KeypointDataset(val_images, val.keypoints, pp, train_config, train=False),
+                                      pp.target_scale, DisplacedCrops(train_images, train.keypoints, pp, train_config.seed),
+                                      progress=progress)
     with_head = Preprocess.from_dict({**pp.to_dict(), "doubt_head": True})
     predictor = Predictor(TorchBackend(fuse_for_inference(WithDoubt(net, head["weight"], head["bias"])), torch.device("cpu")),
                           with_head, str(model), detector="none")

@@ -99,6 +99,16 @@ def test_calibrate_doubt_keeps_the_landmarks_and_gives_scores_a_signal(doubt_run
     assert point_scores.shape == (len(split.paths), K) and ((face_scores > 0) & (face_scores < 1)).all()
 
 
+def test_the_doubt_head_fit_is_repeatable(doubt_run, tmp_path):
+    """The fit's augmented crops are drawn from the run's seed: calibrating the same network again gives
+    the same head, bit for bit."""
+    data, model, with_head = doubt_run
+    result = invoke("calibrate", model, "--doubt", "--data-dir", data, "--out", tmp_path / "again.pth")
+    assert result.exit_code == 0, result.output
+    first, again = (torch.load(p, weights_only=True)["doubt_head"] for p in (with_head, tmp_path / "again.pth"))
+    assert torch.equal(first["weight"], again["weight"]) and torch.equal(first["bias"], again["bias"])
+
+
 def test_training_with_doubt_head_fits_it_at_the_end(tmp_path):
     data = make_dataset(tmp_path / "data", n_train=24, n_test=2)
     result = invoke("train", "--config", "fkd-best", "--data-dir", data, "--out", tmp_path / "run", "--quiet",
