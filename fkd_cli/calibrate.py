@@ -61,13 +61,14 @@ def calibrate(detector_name: str, images, keypoints: torch.Tensor, progress=None
 
 
 def recalibrate(model: Path, data_dir: Path, out: Path, detector_name: str | None = None, bias: bool = False,
-                progress=None, doubt: bool = False) -> dict:
+                progress=None, doubt: bool = False, decoded: tuple = ()) -> dict:
     """Refit a trained model's calibrations without retraining and write it to `out` (the network's
     weights are unchanged): with `detector_name`, the rule for that detector, measured on the
     `training/` split; with `bias`, its per-point bias correction (bias.py), measured on the validation
     split it was trained without; with `doubt`, a doubt head (doubt.py) fitted on its training faces and
     the confidence scales refitted on the validation split. `test/` is never looked at. Returns what
-    was written into the contract (and the doubt head's fit report under "doubt_report")."""
+    was written into the contract (and the doubt head's fit report under "doubt_report"). `decoded`:
+    ImageCaches already decoded (the trainer's), used for any split with exactly their files."""
     from .checkpoint import load_checkpoint, update_checkpoint
     from .data import ImageCache, read_split
     from .outputs import check_output_file
@@ -81,6 +82,7 @@ def recalibrate(model: Path, data_dir: Path, out: Path, detector_name: str | Non
         raise FkdError(f"{model}: a whole-frame model uses no face detector; nothing to calibrate")
     num_keypoints = data["preprocess"]["num_keypoints"]
     changes: dict = {}
+    decoded = list(decoded)  # the validation images, decoded once here, serve both the bias and the doubt head
     if detector_name is not None:
         split = read_split(data_dir, "training")
         split.check_keypoints(data_dir, num_keypoints)
@@ -90,10 +92,10 @@ def recalibrate(model: Path, data_dir: Path, out: Path, detector_name: str | Non
                            f"(at least {MIN_SAMPLES} needed); {out} was not written")
         changes["rule"] = asdict(result.rule)
     if bias:
-        changes["bias_correction"] = measure_bias_correction(model, data, data_dir, progress)
+        changes["bias_correction"] = measure_bias_correction(model, data, data_dir, progress, decoded)
     extra = None
     if doubt:
-        head, confidence, report = measure_doubt_head(model, data, data_dir, changes, progress)
+        head, confidence, report = measure_doubt_head(model, data, data_dir, changes, progress, decoded)
         changes.update(doubt_head=True, confidence=confidence)
         extra = {"doubt_head": head}
     update_checkpoint(model, out, preprocess=changes,
@@ -101,6 +103,18 @@ def recalibrate(model: Path, data_dir: Path, out: Path, detector_name: str | Non
     if doubt:
         changes["doubt_report"] = report
     return changes
+
+
+def images_of(split, decoded: list):
+    """The split's decoded images: a cache from `decoded` holding exactly its files, else a new one,
+    added to `decoded` so that the next measurement of the same split reuses it."""
+    from .data import ImageCache
+
+    for cache in decoded:
+        if list(cache.paths) == list(split.paths):
+            return cache
+    decoded.append(ImageCache(split.paths))
+    return decoded[-1]
 
 
 def held_out_split(model: Path, cfg: dict, data_dir: Path, what: str, name: str = "val"):
@@ -113,7 +127,8 @@ def held_out_split(model: Path, cfg: dict, data_dir: Path, what: str, name: str 
     return load_split(data_dir, name, cfg.get("val_fraction", 0.1), cfg.get("seed", 0))
 
 
-def measure_doubt_head(model: Path, data: dict, data_dir: Path, changes: dict, progress=None) -> tuple[dict, dict, dict]:
+def measure_doubt_head(model: Path, data: dict, data_dir: Path, changes: dict, progress=None,
+                       decoded: list | None = None) -> tuple[dict, dict, dict]:
     """A doubt head for the checkpoint's network (fitted on augmented crops of its training faces,
     its strength chosen on the validation faces), and the confidence calibration refitted on the
     validation faces with it, as the trainer fits one: (head, confidence dict, fit report)."""
@@ -121,7 +136,7 @@ def measure_doubt_head(model: Path, data: dict, data_dir: Path, changes: dict, p
     from .checkpoint import build_from_checkpoint
     from .config import config_from_dict
     from .confidence import fit_confidence, shape_weight_for
-    from .data import ImageCache, KeypointDataset
+    from .data import KeypointDataset
     from .doubt import DisplacedCrops, WithDoubt, fit_doubt_head
     from .evaluate import evaluate
     from .inference import Predictor
@@ -133,7 +148,8 @@ def measure_doubt_head(model: Path, data: dict, data_dir: Path, changes: dict, p
     pp = Preprocess.from_dict({**data["preprocess"], **changes, "doubt_head": False})
     net = build_from_checkpoint({**data, "preprocess": pp.to_dict(), "doubt_head": None})
     train_config = config_from_dict(cfg)
-    train_images, val_images = ImageCache(train.paths), ImageCache(val.paths)
+    decoded = [] if decoded is None else decoded
+    train_images, val_images = images_of(train, decoded), images_of(val, decoded)
     # the augmented training crops come from torch's stream: seeded with the run's seed (and the caller's
     # stream left as it was), the same network always gets the same head, as a seeded run its network
     with torch.random.fork_rng():
@@ -152,18 +168,19 @@ def measure_doubt_head(model: Path, data: dict, data_dir: Path, changes: dict, p
     return head, confidence.to_dict(), report
 
 
-def measure_bias_correction(model: Path, data: dict, data_dir: Path, progress=None) -> list[list[float]]:
+def measure_bias_correction(model: Path, data: dict, data_dir: Path, progress=None,
+                            decoded: list | None = None) -> list[list[float]]:
     """The checkpoint's bias correction refitted on its own validation split (ground-truth boxes, as
     the trainer measures it), through the model's default inference path."""
     from .bias import MIN_FACES, fit_bias_correction
-    from .data import ImageCache
     from .evaluate import evaluate
     from .inference import load_predictor
 
     split = held_out_split(model, data.get("config", {}), data_dir, "a bias correction")
     split.check_keypoints(data_dir, data["preprocess"]["num_keypoints"])
     predictor = load_predictor(model)
-    result = evaluate(predictor, ImageCache(split.paths), split.keypoints, boxes="gt", progress=progress)
+    result = evaluate(predictor, images_of(split, [] if decoded is None else decoded), split.keypoints, boxes="gt",
+                      progress=progress)
     correction = fit_bias_correction(result, split.keypoints, predictor.pp)
     if correction is None:
         raise FkdError(f"{data_dir}: fewer than {MIN_FACES} validation faces to measure a bias correction on")

@@ -96,7 +96,10 @@ class Trainer:
         from .calibrate import recalibrate
 
         model = self.run_dir / "model.pth"
-        recalibrate(model, self.data_dir, model, doubt=True, progress=lambda done, total: self.reporter.stage("doubt head", done, total))
+        # the images this run decoded are handed on: the head's splits are the run's own (unless a
+        # `fraction` of training/ was trained on, when the full train split is read from disk)
+        recalibrate(model, self.data_dir, model, doubt=True, progress=lambda done, total: self.reporter.stage("doubt head", done, total),
+                    decoded=(self.dataset.images, self.val_images))
         self.reporter.message(f"doubt head fitted: {model}")
 
     # ---- set-up -----------------------------------------------------------------------------

@@ -109,6 +109,28 @@ def test_the_doubt_head_fit_is_repeatable(doubt_run, tmp_path):
     assert torch.equal(first["weight"], again["weight"]) and torch.equal(first["bias"], again["bias"])
 
 
+def test_training_with_a_doubt_head_decodes_each_image_once(tmp_path, monkeypatch):
+    """The head is fitted on the images the run has decoded already, not on the files read again."""
+    import collections
+
+    import fkd_cli.data as data_module
+
+    reads = collections.Counter()
+    real_read = data_module.read_image
+
+    def counting_read(path):
+        reads[str(path)] += 1
+        return real_read(path)
+
+    monkeypatch.setattr(data_module, "read_image", counting_read)
+    data = make_dataset(tmp_path / "data", n_train=24, n_test=2)
+    result = invoke("train", "--config", "fkd-best", "--data-dir", data, "--out", tmp_path / "run", "--quiet",
+                    *sets(TINY + ["val_fraction=0.5", "epochs=1", "flip_tta=false", "doubt_head=true"]))
+    assert result.exit_code == 0, result.output
+    assert "doubt_head" in torch.load(tmp_path / "run" / "model.pth", weights_only=True)
+    assert len(reads) == 24 and set(reads.values()) == {1}  # every training/ file (train and val halves), once
+
+
 def test_training_with_doubt_head_fits_it_at_the_end(tmp_path):
     data = make_dataset(tmp_path / "data", n_train=24, n_test=2)
     result = invoke("train", "--config", "fkd-best", "--data-dir", data, "--out", tmp_path / "run", "--quiet",
