@@ -150,8 +150,8 @@ def measure_doubt_head(model: Path, data: dict, data_dir: Path, changes: dict, p
     train_config = config_from_dict(cfg)
     decoded = [] if decoded is None else decoded
     train_images, val_images = images_of(train, decoded), images_of(val, decoded)
-    # the augmented training crops come from torch's stream: seeded with the run's seed (and the caller's
-    # stream left as it was), the same network always gets the same head, as a seeded run its network
+    # the augmented training crops come from torch's stream: seeded with the run's seed (the caller's
+    # stream left as it was), the same network always gets the same head, as a seeded run gets the same network
     with torch.random.fork_rng():
         torch.manual_seed(train_config.seed)
         head, report = fit_doubt_head(net, KeypointDataset(train_images, train.keypoints, pp, train_config, train=True),

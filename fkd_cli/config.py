@@ -57,7 +57,7 @@ class Config:
     flip: bool = True  # random horizontal flip with left/right index swap
     color_jitter: float = 0.2  # brightness/contrast/saturation strength; 0 = off
     grayscale_prob: float = 0.0  # chance of turning a training crop grey
-    degrade_prob: float = 0.0  # chance of degrading a training crop's image quality: JPEG compression (quality 10-50) or a blur, like the blocky, low-resolution frames among the worst faces (torchvision's JPEG and GaussianBlur)
+    degrade_prob: float = 0.0  # chance of degrading a training crop's image quality: JPEG compression (quality 10-50) or a blur, like the blocky, low-resolution frames among the worst faces (OpenCV's JPEG codec, torchvision's GaussianBlur)
     erasing_prob: float = 0.0  # chance of covering a rectangle of a training crop (2-33% of it) with noise, like an occluding hand (torchvision's RandomErasing)
     # --- model ---
     model: str = "fkdnet"  # architecture: fkdnet, fkdnet-sep and fkdnet-hybrid (leaner: depthwise-separable convs), fkdnet-hm, seed-first, seed-first-bn, seed-final, seed-final-bn
