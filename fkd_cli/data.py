@@ -158,7 +158,7 @@ class ImageCache:
 
 
 class JpegCompression(torch.nn.Module):
-    """A (3, H, W) uint8 crop through JPEG at a random quality, with OpenCV's codec (torchvision's own
+    """A (C, H, W) uint8 crop (colour or grey) through JPEG at a random quality, with OpenCV's codec (torchvision's own
     JPEG transform rests on its image codecs, deprecated since 0.29); the quality is drawn from torch's
     seeded stream, so a seeded run repeats."""
 
