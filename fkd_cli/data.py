@@ -158,9 +158,9 @@ class ImageCache:
 
 
 class JpegCompression(torch.nn.Module):
-    """A (C, H, W) uint8 crop (colour or grey) through JPEG at a random quality, with OpenCV's codec (torchvision's own
-    JPEG transform rests on its image codecs, deprecated since 0.29); the quality is drawn from torch's
-    seeded stream, so a seeded run repeats."""
+    """A (C, H, W) uint8 crop (colour or grey) through JPEG at a random quality, with OpenCV's codec
+    (torchvision's own JPEG transform rests on its image codecs, deprecated since 0.29); the quality is
+    drawn from torch's seeded stream, so a seeded run repeats."""
 
     def __init__(self, quality: tuple[int, int]):
         super().__init__()
