@@ -102,3 +102,13 @@ def barrier(dist_info: DistInfo) -> None:
         import torch.distributed as dist
 
         dist.barrier()
+
+
+def shutdown(dist_info: DistInfo) -> None:
+    """Close the process group once every process is done with it: a process that exits with gloo's
+    threads still running can abort at exit ("terminate called without an active exception")."""
+    if dist_info.world > 1:
+        import torch.distributed as dist
+
+        if dist.is_initialized():
+            dist.destroy_process_group()

@@ -20,7 +20,7 @@ from .checkpoint import load_checkpoint, save_checkpoint
 from .config import Config, check_keypoint_indices, config_from_dict, config_to_dict, dump_config
 from .data import ImageCache, KeypointDataset, read_split, train_val_split, training_share
 from .distill import Teacher
-from .distributed import ResumableSampler, StopRequest, barrier, broadcast_object, init_distributed
+from .distributed import ResumableSampler, StopRequest, barrier, broadcast_object, init_distributed, shutdown
 from .ema import WeightAverage
 from .errors import FkdError
 from .evaluate import evaluate
@@ -88,6 +88,7 @@ class Trainer:
             if self.dist.main and self.resume is None:
                 release_if_empty(self.run_dir)  # a run that failed before its first file leaves nothing
         barrier(self.dist)
+        shutdown(self.dist)
         return TrainResult(self.run_dir, self.best, self.history, stopped)
 
     def fit_doubt_head(self) -> None:
