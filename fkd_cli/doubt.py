@@ -135,11 +135,6 @@ def ridge_path(features: torch.Tensor, targets: torch.Tensor, strengths) -> list
     return fits
 
 
-def ridge(features: torch.Tensor, targets: torch.Tensor, strength: float) -> tuple[torch.Tensor, torch.Tensor]:
-    """`ridge_path` for one strength."""
-    return ridge_path(features, targets, (strength,))[0]
-
-
 def rank_correlation(a: torch.Tensor, b: torch.Tensor) -> float:
     """Spearman's rho of two flat tensors (ties broken by order: errors are continuous)."""
     ra, rb = a.argsort().argsort().double(), b.argsort().argsort().double()

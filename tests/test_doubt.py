@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from fkd_cli.doubt import EPS, rank_correlation, ridge
+from fkd_cli.doubt import EPS, rank_correlation, ridge_path
 from fkd_cli.framing import Preprocess
 from fkd_cli.inference import Predictor
 
@@ -20,10 +20,10 @@ def test_ridge_recovers_a_linear_relation_and_its_intercept():
     g = torch.Generator().manual_seed(0)
     features = torch.randn(500, 12, generator=g, dtype=torch.float64) * 3 + 5
     weight, bias = torch.randn(4, 12, generator=g, dtype=torch.float64), torch.randn(4, generator=g, dtype=torch.float64)
-    fitted_weight, fitted_bias = ridge(features, features @ weight.T + bias, strength=1e-6)
+    (fitted_weight, fitted_bias), (shrunk, _) = ridge_path(features, features @ weight.T + bias, (1e-6, 1e5))
     torch.testing.assert_close(fitted_weight, weight, atol=1e-6, rtol=0)
     torch.testing.assert_close(fitted_bias, bias, atol=1e-5, rtol=0)
-    shrunk, _ = ridge(features, features @ weight.T + bias, strength=1e5)  # the penalty shrinks the weights
+    # the penalty shrinks the weights
     assert shrunk.norm() < 0.5 * weight.norm()
 
 
