@@ -72,6 +72,7 @@ class Config:
     weight_decay: float = 1e-4
     schedule: str = "onecycle"  # constant | cosine | onecycle
     loss: str = "l1"  # mse | l1 | smooth_l1 | wing | l1_nme (L1 divided by each face's eye distance, as NME is)
+    hard_focus: float = 0.0  # weight each face's loss in a batch by (its loss / the batch's mean) ** hard_focus, the weights averaging 1: the gradient leans toward the faces the network gets most wrong (0 = the plain mean)
     teachers: list[str] = field(default_factory=list)  # knowledge distillation: checkpoints whose mean prediction is learnt as well as the labels ([] = off)
     distill_weight: float = 0.5  # with teachers: the share of the loss on the teachers' prediction (the rest on the labels)
     grad_clip: float = 0.0  # max gradient norm; 0 = off
@@ -204,6 +205,7 @@ RANGES: dict[str, tuple[float | None, float | None, bool, bool]] = {
     "grad_clip": (0, None, True, True),
     "ema_decay": (0, 1, True, False),
     "distill_weight": (0, 1, True, True),
+    "hard_focus": (0, 4, True, True),
     "num_workers": (0, 256, True, True),
     "threads": (0, 1024, True, True),
 }

@@ -6,7 +6,8 @@ import torch
 from fkd_cli.config import find_config_file, parse_overrides, resolve_config
 from fkd_cli.errors import FkdError
 from fkd_cli.metrics import auc, failure_rate, per_image_nme, seed_mse, summarize
-from fkd_cli.optim import l1_nme_loss
+from fkd_cli.config import Config
+from fkd_cli.optim import l1_nme_loss, make_loss
 
 
 def _face(eye_distance: float) -> torch.Tensor:
@@ -29,10 +30,32 @@ def test_l1_nme_loss_weighs_each_face_by_its_eye_distance():
     """The same error costs twice as much on a face whose eyes are half as far apart, as in NME."""
     target = torch.stack([_face(0.5).reshape(-1), _face(0.25).reshape(-1), _face(0.01).reshape(-1)])
     pred = target + 0.1  # every coordinate 0.1 off: L1 0.1 on each face
-    assert l1_nme_loss(pred[:1], target[:1], [36, 45]).item() == pytest.approx(0.2)
-    assert l1_nme_loss(pred[1:2], target[1:2], [36, 45]).item() == pytest.approx(0.4)
-    assert l1_nme_loss(pred[:2], target[:2], [36, 45]).item() == pytest.approx(0.3)  # the mean over faces
-    assert l1_nme_loss(pred[2:], target[2:], [36, 45]).item() == pytest.approx(1.0)  # distance kept above 0.1
+    assert l1_nme_loss(pred, target, [36, 45]).tolist() == pytest.approx([0.2, 0.4, 1.0])  # 0.01 kept above 0.1
+    loss = make_loss(Config(loss="l1_nme"), [36, 45])
+    assert loss(pred[:2], target[:2]).item() == pytest.approx(0.3)  # the mean over faces
+
+
+def test_hard_focus_leans_the_gradient_toward_the_worst_faces():
+    """With hard_focus a face with three times the batch's other error gets more of the gradient than
+    its share under the plain mean, the loss keeps its size where every face errs alike, and 0 is L1."""
+    target = torch.zeros(4, 136)
+    pred = torch.full((4, 136), 0.1)
+    pred[3] = 0.3  # one hard face
+    plain, focused = make_loss(Config(loss="l1"), None), make_loss(Config(loss="l1", hard_focus=1.0), None)
+    assert plain(pred, target).item() == pytest.approx(torch.nn.functional.l1_loss(pred, target).item())
+    same = torch.full((4, 136), 0.1)
+    assert focused(same, target).item() == pytest.approx(plain(same, target).item())
+
+    def hard_share(loss) -> float:
+        p = pred.clone().requires_grad_()
+        loss(p, target).backward()
+        per_face = p.grad.abs().sum(dim=1)
+        return (per_face[3] / per_face.sum()).item()
+
+    assert hard_share(plain) == pytest.approx(0.25)  # L1's gradient is the same size for every face
+    assert hard_share(focused) == pytest.approx(0.5)  # weights 0.1, 0.1, 0.1, 0.3 over their mean
+    with pytest.raises(FkdError, match="hard_focus"):
+        resolve_config(None, parse_overrides(["hard_focus=-1"]))
 
 
 def test_failure_rate_and_auc_hand_computed():
