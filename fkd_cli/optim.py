@@ -51,8 +51,11 @@ def focused_mean(per_face: torch.Tensor, focus: float) -> torch.Tensor:
     Measured worse than the plain mean at two seeds (README, Ablation). focus = 0 is the plain mean."""
     if focus == 0:
         return per_face.mean()
-    weights = (per_face.detach() / per_face.detach().mean().clamp_min(1e-12)).pow(focus)
-    return (weights / weights.mean() * per_face).mean()
+    losses = per_face.detach()
+    # relative to the batch before the power, so that no focus under- or overflows; both means are kept
+    # above zero so that a batch with no error at all gives a loss of 0, not 0/0
+    weights = (losses / losses.mean().clamp_min(1e-12)).pow(focus)
+    return (weights / weights.mean().clamp_min(1e-12) * per_face).mean()
 
 
 def make_loss(cfg: Config, norm_points: list[int] | None) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:

@@ -45,6 +45,7 @@ def test_hard_focus_leans_the_gradient_toward_the_worst_faces():
     assert plain(pred, target).item() == pytest.approx(torch.nn.functional.l1_loss(pred, target).item())
     same = torch.full((4, 136), 0.1)
     assert focused(same, target).item() == pytest.approx(plain(same, target).item())
+    assert focused(target, target).item() == 0  # no error anywhere: 0, not 0/0
 
     def hard_share(loss) -> float:
         p = pred.clone().requires_grad_()
