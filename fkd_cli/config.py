@@ -63,6 +63,7 @@ class Config:
     model: str = "fkdnet"  # architecture: fkdnet, fkdnet-sep and fkdnet-hybrid (leaner: depthwise-separable convs), fkdnet-hm, seed-first, seed-first-bn, seed-final, seed-final-bn
     width: int = 32  # base channel count for our own architectures
     head_hidden: int = 256  # fkdnet: width of the hidden layer of the regression head (0 = linear head)
+    input_norm: bool = False  # fkdnet family: standardise each crop by its own mean and spread inside the network (exposure-invariant input; README, Ablation)
     dropout: float = 0.0  # dropout before the regression head
     # --- optimisation ---
     epochs: int = 20
@@ -245,12 +246,14 @@ def _validate(cfg: Config) -> None:
         raise FkdError(f"config key 'norm_points' must name two different keypoint indices, got {cfg.norm_points}")
     if cfg.keypoints is not None:
         check_keypoint_indices(cfg, cfg.keypoints)
-    from .models import MODELS, WITHOUT_DOUBT_HEAD  # late import: models imports torch, config must stay light
+    from .models import FKDNET_FAMILY, MODELS, WITHOUT_DOUBT_HEAD  # late import: models imports torch, config must stay light
 
     if cfg.model not in MODELS:
         raise FkdError(f"config key 'model': unknown model '{cfg.model}'; choose one of {', '.join(MODELS)}")
     if cfg.doubt_head and cfg.model in WITHOUT_DOUBT_HEAD:
         raise FkdError(f"config key 'doubt_head': model '{cfg.model}' has no regression head for one to read; set doubt_head=false")
+    if cfg.input_norm and cfg.model not in FKDNET_FAMILY:
+        raise FkdError(f"config key 'input_norm': only the models {', '.join(FKDNET_FAMILY)} have it; set input_norm=false")
 
 
 def check_keypoint_indices(cfg: Config, num_keypoints: int) -> None:

@@ -93,6 +93,17 @@ class SeedFirstBN(SeedFinalBN):
         super().__init__(num_keypoints, in_channels, input_size, dropout)
 
 
+class Standardize(nn.Module):
+    """Each input (C, H, W) shifted and scaled to mean 0 and spread 1 over all its pixels: the network
+    then sees a dark frame and an overexposed one at the same brightness and contrast. Inside the
+    network, so every backend and export applies it the same way."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        mean = x.mean(dim=(1, 2, 3), keepdim=True)
+        spread = (x - mean).pow(2).mean(dim=(1, 2, 3), keepdim=True).add(1e-6).sqrt()  # a flat crop stays finite
+        return (x - mean) / spread
+
+
 def conv_bn(cin: int, cout: int, stride: int = 1) -> nn.Sequential:
     return nn.Sequential(nn.Conv2d(cin, cout, 3, stride, 1, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True))
 
@@ -135,9 +146,11 @@ class FkdNet(nn.Module):
     on the flattened final grid (flattening keeps *where* features are, which coordinates need)."""
 
     def __init__(self, num_keypoints: int, in_channels: int, input_size: int, dropout: float = 0.0, width: int = 32,
-                 hidden: int = 0):
+                 hidden: int = 0, input_norm: bool = False):
         super().__init__()
         self.features = self.make_features(in_channels, width)
+        if input_norm:
+            self.features.insert(0, Standardize())
         flat = _flat_features(self.features, in_channels, input_size)
         # a hidden layer lets the head model the face's global shape, not just map features linearly
         layers = [nn.Linear(flat, hidden), nn.ReLU(inplace=True), nn.Linear(hidden, 2 * num_keypoints)] if hidden else [
@@ -165,8 +178,8 @@ class FkdNetSeparable(FkdNet):
     (README, Speed). The stem stays a full 3x3 conv: on three input channels a depthwise conv sees no colour."""
 
     def __init__(self, num_keypoints: int, in_channels: int, input_size: int, dropout: float = 0.0, width: int = 48,
-                 hidden: int = 0):
-        super().__init__(num_keypoints, in_channels, input_size, dropout, width, hidden)
+                 hidden: int = 0, input_norm: bool = False):
+        super().__init__(num_keypoints, in_channels, input_size, dropout, width, hidden, input_norm)
 
     downs = (separable, separable, separable)
     blocks = (SeparableResidual, SeparableResidual, SeparableResidual)
@@ -238,6 +251,9 @@ MODELS: dict[str, Callable[..., nn.Module]] = {
 }
 
 
+# our small ResNets: the models that take `width`, `head_hidden` and `input_norm`
+FKDNET_FAMILY = ("fkdnet", "fkdnet-sep", "fkdnet-hybrid")
+
 # architectures without a feature grid and a linear regression head for a doubt head to read (doubt.py)
 WITHOUT_DOUBT_HEAD = {"fkdnet-hm"}
 
@@ -245,10 +261,12 @@ WITHOUT_DOUBT_HEAD = {"fkdnet-hm"}
 def model_kwargs(name: str, cfg) -> dict:
     """The architecture arguments a config implies (saved in the checkpoint to rebuild the model)."""
     kwargs = {"in_channels": cfg.channels, "input_size": cfg.input_size, "dropout": cfg.dropout}
-    if name in ("fkdnet", "fkdnet-sep", "fkdnet-hybrid", "fkdnet-hm"):
+    if name in (*FKDNET_FAMILY, "fkdnet-hm"):
         kwargs["width"] = cfg.width
-    if name in ("fkdnet", "fkdnet-sep", "fkdnet-hybrid"):
+    if name in FKDNET_FAMILY:
         kwargs["hidden"] = cfg.head_hidden
+        if cfg.input_norm:  # only when on, so the checkpoints written before the key rebuild as they were
+            kwargs["input_norm"] = True
     return kwargs
 
 

@@ -67,24 +67,41 @@ def test_parity_rows_cover_batches_and_inputs(tiny_run, tmp_path):
     assert max(r["max"] for r in result.parity) <= 1e-3
 
 
-@pytest.mark.parametrize("arch", ["fkdnet-sep", "fkdnet-hybrid"])
-def test_leaner_networks_train_export_and_agree(dataset, tmp_path, arch):
-    """The leaner networks of the README's speed section (depthwise-separable convs) go the whole way:
-    train, fold their BatchNorms, export with the parity check passed, and predict the same keypoints on
-    ONNX Runtime as on PyTorch."""
+@pytest.mark.parametrize("override", ["model=fkdnet-sep", "model=fkdnet-hybrid", "input_norm=true"])
+def test_leaner_networks_train_export_and_agree(dataset, tmp_path, override):
+    """The leaner networks of the README's speed section (depthwise-separable convs) and the network
+    that standardises its own input go the whole way: train, fold their BatchNorms, export with the
+    parity check passed, and predict the same keypoints on ONNX Runtime as on PyTorch."""
     from fkd_cli import load_model
 
     out = tmp_path / "sep"
-    args = ["--config", "fkd-best", "--data-dir", dataset, "--out", out, "--quiet", *sets(TINY), "--set", f"model={arch}"]
+    args = ["--config", "fkd-best", "--data-dir", dataset, "--out", out, "--quiet", *sets(TINY), "--set", override]
     result = invoke("train", *args)
     assert result.exit_code == 0, result.output
-    assert torch.load(out / "model.pth", weights_only=True)["arch"] == arch
+    saved = torch.load(out / "model.pth", weights_only=True)
+    if override.startswith("model="):
+        assert saved["arch"] == override.removeprefix("model=")
+    else:
+        assert saved["arch_kwargs"]["input_norm"] is True
     (exported,) = export_model(out / "model.pth", "onnx", tmp_path / "sep.onnx")
     assert max(r["max"] for r in exported.parity) <= 1e-3
     photo = next((dataset / "test").iterdir())
     on_onnx = load_model(out / "model.pth", detector="none").predict(photo).keypoints
     on_torch = load_model(out / "model.pth", detector="none", backend="pytorch").predict(photo).keypoints
     assert on_onnx.shape == on_torch.shape and abs(on_onnx - on_torch).max() <= 1e-3
+
+
+def test_standardised_input_ignores_exposure():
+    """input_norm: a crop made darker and flatter (or brighter) gives the same output; without it, not."""
+    from fkd_cli.models import build_model
+
+    torch.manual_seed(0)
+    crops = torch.randn(2, 3, 96, 96)
+    changed = 0.4 * crops - 0.7  # what the network sees of a dark, low-contrast frame
+    for input_norm, same in ((True, True), (False, False)):
+        net = build_model("fkdnet", 68, in_channels=3, input_size=96, hidden=16, input_norm=input_norm).eval()
+        with torch.no_grad():
+            assert torch.allclose(net(crops), net(changed), atol=1e-4) is same
 
 
 def test_failed_check_leaves_no_file(tiny_run, tmp_path, monkeypatch):

@@ -109,6 +109,12 @@ def test_unknown_key_suggests_the_closest():
         resolve_config(None, ["epoch=3"])
 
 
+def test_input_norm_is_refused_where_the_model_has_none():
+    assert resolve_config(None, ["input_norm=true"]).input_norm is True
+    with pytest.raises(FkdError, match="config key 'input_norm'.*set input_norm=false"):
+        resolve_config(None, ["input_norm=true", "model=seed-final"])
+
+
 def test_wrong_type_names_key_and_type(tmp_path):
     path = tmp_path / "bad.yaml"
     path.write_text("epochs: many\n")
