@@ -93,17 +93,6 @@ class SeedFirstBN(SeedFinalBN):
         super().__init__(num_keypoints, in_channels, input_size, dropout)
 
 
-class Standardize(nn.Module):
-    """Each input (C, H, W) shifted and scaled to mean 0 and spread 1 over all its pixels: the network
-    then sees a dark frame and an overexposed one at the same brightness and contrast. Inside the
-    network, so every backend and export applies it the same way."""
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        mean = x.mean(dim=(1, 2, 3), keepdim=True)
-        spread = (x - mean).pow(2).mean(dim=(1, 2, 3), keepdim=True).add(1e-6).sqrt()  # a flat crop stays finite
-        return (x - mean) / spread
-
-
 def conv_bn(cin: int, cout: int, stride: int = 1) -> nn.Sequential:
     return nn.Sequential(nn.Conv2d(cin, cout, 3, stride, 1, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True))
 
@@ -150,7 +139,10 @@ class FkdNet(nn.Module):
         super().__init__()
         self.features = self.make_features(in_channels, width)
         if input_norm:
-            self.features.insert(0, Standardize())
+            # each crop to mean 0 and spread 1 over its (C, H, W): a dark frame and an overexposed one reach
+            # the first conv at the same brightness and contrast; a layer norm without its affine part is
+            # exactly that, and inside the network every backend and export applies it the same way
+            self.features.insert(0, nn.LayerNorm((in_channels, input_size, input_size), eps=1e-6, elementwise_affine=False))
         flat = _flat_features(self.features, in_channels, input_size)
         # a hidden layer lets the head model the face's global shape, not just map features linearly
         layers = [nn.Linear(flat, hidden), nn.ReLU(inplace=True), nn.Linear(hidden, 2 * num_keypoints)] if hidden else [
