@@ -1,5 +1,6 @@
 """The ten worst faces of a model on a split, through `fkd evaluate`'s path (detector boxes, misses
-counted): a table, and a picture of each face's annotated shape (green) against the prediction (red),
+counted): a table (with how the crop box the prediction came from compares with the box around the
+annotated landmarks: its side over theirs, its centre's offset in their sides), and a picture of each face's annotated shape (green) against the prediction (red),
 each point joined to its prediction, with the image's NME and worst region.
 
 The committed picture (docs/worst-faces.png) draws shapes only: the data's images must not be copied
@@ -57,6 +58,14 @@ def draw(result, keypoints, images, order, out: Path, pixels: bool) -> None:
     plt.close(fig)
 
 
+def box_against_truth(box, truth) -> tuple[float, float]:
+    """A square crop box (left, top, side) against the landmarks' own: side ratio, centre offset in truth sides."""
+    (left, top, side), (t_left, t_top, t_side) = box, truth
+    dx = (left + side / 2) - (t_left + t_side / 2)
+    dy = (top + side / 2) - (t_top + t_side / 2)
+    return side / t_side, (dx * dx + dy * dy) ** 0.5 / t_side
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data-dir", type=Path, default=Path("data"))
@@ -68,17 +77,22 @@ def main() -> None:
 
     from fkd_cli.data import ImageCache, load_split
     from fkd_cli.evaluate import evaluate_model
+    from fkd_cli.inference import load_predictor
 
     report, result = evaluate_model(args.model, args.data_dir, args.split)
     split = load_split(args.data_dir, args.split)
+    framer = load_predictor(args.model).framer
+    images = ImageCache(split.paths)
     order = result.nme.argsort(descending=True)[:WORST].tolist()
     print(f"{report['model']} on {args.data_dir}/{args.split}: NME {100 * report['nme']:.2f}% over {result.count} images")
-    print("| rank | image | NME % | missed | " + " | ".join(f"{r} %" for r in (result.region_nme or {})) + " |")
-    print("| --- | --- | --- | --- | " + " | ".join("---" for _ in (result.region_nme or {})) + " |")
+    print("| rank | image | NME % | missed | crop / truth side | centre offset % | " + " | ".join(f"{r} %" for r in (result.region_nme or {})) + " |")
+    print("| --- | --- | --- | --- | --- | --- | " + " | ".join("---" for _ in (result.region_nme or {})) + " |")
     for rank, i in enumerate(order, 1):
         regions = " | ".join(f"{100 * float(v[i]):.1f}" for v in (result.region_nme or {}).values())
-        print(f"| {rank} | {result.names[i]} | {100 * float(result.nme[i]):.2f} | {'yes' if result.missed_mask[i] else 'no'} | {regions} |")
-    images = ImageCache(split.paths)
+        height, width = images[i].shape[:2]
+        side, offset = box_against_truth(result.boxes[i], framer.truth_box(width, height, split.keypoints[i]))
+        print(f"| {rank} | {result.names[i]} | {100 * float(result.nme[i]):.2f} | {'yes' if result.missed_mask[i] else 'no'} "
+              f"| {side:.2f} | {100 * offset:.1f} | {regions} |")
     draw(result, split.keypoints, images, order, args.out, pixels=False)
     print(f"wrote {args.out}")
     if args.pixels:
