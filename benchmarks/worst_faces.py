@@ -1,7 +1,8 @@
 """The ten worst faces of a model on a split, through `fkd evaluate`'s path (detector boxes, misses
 counted): a table (with how the crop box the prediction came from compares with the box around the
-annotated landmarks: its side over theirs, its centre's offset in their sides), and a picture of each face's annotated shape (green) against the prediction (red),
-each point joined to its prediction, with the image's NME and worst region.
+annotated landmarks: its side over theirs, its centre's offset in their sides), and a picture of each
+face's annotated shape (green) against the prediction (red), each point joined to its prediction, with
+the image's NME and worst region.
 
 The committed picture (docs/worst-faces.png) draws shapes only: the data's images must not be copied
 into the repository. `--pixels FILE` also draws them over the photos, for looking at locally.
