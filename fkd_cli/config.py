@@ -72,7 +72,7 @@ class Config:
     lr: float = 2e-3  # peak learning rate
     weight_decay: float = 1e-4
     schedule: str = "onecycle"  # constant | cosine | onecycle
-    loss: str = "l1"  # mse | l1 | smooth_l1 | wing | l1_nme (L1 divided by each face's eye distance, as NME is)
+    loss: str = "l1"  # mse | l1 | smooth_l1 | wing | l1_nme (L1 divided by each face's eye distance, as NME is) | laplace (L1 over a scale the network learns per coordinate while training: laplace.py)
     hard_focus: float = 0.0  # weight each face's loss in a batch by (its loss / the batch's mean) ** hard_focus, the weights averaging 1: the gradient leans toward the faces the network gets most wrong (0 = the plain mean)
     teachers: list[str] = field(default_factory=list)  # knowledge distillation: checkpoints whose mean prediction is learnt as well as the labels ([] = off)
     distill_weight: float = 0.5  # with teachers: the share of the loss on the teachers' prediction (the rest on the labels)
@@ -90,7 +90,7 @@ CHOICES = {
     "framing": ("face", "frame", "squash"),
     "optimizer": ("adam", "adamw", "sgd"),
     "schedule": ("constant", "cosine", "onecycle"),
-    "loss": ("mse", "l1", "smooth_l1", "wing", "l1_nme"),
+    "loss": ("mse", "l1", "smooth_l1", "wing", "l1_nme", "laplace"),
     "detector": ("mtcnn", "haar", "none"),
     "channels": (1, 3),
 }

@@ -11,6 +11,7 @@ from torch import nn
 
 from .config import Config
 from .errors import FkdError
+from .laplace import laplace_nll
 
 
 def wing_loss(pred: torch.Tensor, target: torch.Tensor, w: float = 0.1, eps: float = 0.02) -> torch.Tensor:
@@ -38,6 +39,7 @@ LOSSES = {
     "l1": lambda p, t: (p - t).abs().mean(dim=1),
     "smooth_l1": lambda p, t: nn.functional.smooth_l1_loss(p, t, beta=0.02, reduction="none").mean(dim=1),
     "wing": wing_loss,
+    "laplace": laplace_nll,  # with the trainer's training-only scale head (laplace.py)
 }
 
 

@@ -26,6 +26,7 @@ from .errors import FkdError
 from .evaluate import evaluate
 from .framing import Preprocess, box_from_detection
 from .inference import Predictor
+from .laplace import ScaledTrainee
 from .models import build_model, model_kwargs
 from .optim import make_loss, make_optimizer, make_scheduler
 from .outputs import check_output_folder, claim_run_dir, release_if_empty
@@ -205,11 +206,14 @@ class Trainer:
         self.cuda_tricks = self.dev.type == "cuda"
         if self.cuda_tricks and cfg.channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
-        self.net = self.model
+        # what the optimiser trains: the network, plus with loss: laplace a scale head that is never saved
+        # into model.pth (laplace.py), so the model file is an L1 model's
+        self.trainee = ScaledTrainee(self.model).to(self.dev) if cfg.loss == "laplace" else self.model
+        self.net = self.trainee
         if self.dist.world > 1:
             ids = [self.dev.index] if self.dev.type == "cuda" else None
-            self.net = nn.parallel.DistributedDataParallel(self.model, device_ids=ids)
-        self.optimizer = make_optimizer(cfg, self.model)
+            self.net = nn.parallel.DistributedDataParallel(self.trainee, device_ids=ids)
+        self.optimizer = make_optimizer(cfg, self.trainee)
         self.scheduler = make_scheduler(cfg, self.optimizer, len(self.loader))
         self.loss_fn = make_loss(cfg, self.pp.norm_points)
         # the weights that are validated and saved as the model: the moving average when there is one
@@ -223,6 +227,10 @@ class Trainer:
         an epoch, the rest of it draws its augmentation anew."""
         # state_dict holds the kept (averaged) weights, train_state_dict the raw ones when they differ
         self.model.load_state_dict(state.get("train_state_dict", state["state_dict"]))
+        if self.trainee is not self.model:
+            if "scale_state_dict" not in state:
+                raise FkdError(f"{self.resume}: this checkpoint has no scale head to continue loss: laplace with")
+            self.trainee.scale.load_state_dict(state["scale_state_dict"])
         if self.ema is not None:
             self.ema.restore(state["state_dict"], state.get("ema_updates", 0))
         self.optimizer.load_state_dict(state["optimizer"])
@@ -293,13 +301,14 @@ class Trainer:
                 loss = (1 - cfg.distill_weight) * loss + cfg.distill_weight * self.loss_fn(out, taught)
         seed_mse = float("nan")
         if unit is not None:  # the error in the original's units, for the same numbers it printed
-            seed_mse = float(((out.detach() - target) * unit.to(dev)[:, None]).pow(2).mean())
+            coords = out.detach()[:, :target.shape[1]]  # without laplace's scales
+            seed_mse = float(((coords - target) * unit.to(dev)[:, None]).pow(2).mean())
         if not torch.isfinite(loss):
             return loss.item(), seed_mse
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         if cfg.grad_clip > 0:
-            nn.utils.clip_grad_norm_(self.model.parameters(), cfg.grad_clip)
+            nn.utils.clip_grad_norm_(self.trainee.parameters(), cfg.grad_clip)
         self.optimizer.step()
         self.scheduler.step()
         if self.ema is not None:
@@ -358,6 +367,8 @@ class Trainer:
                         history=self.history, best=self.best)
             if self.ema is not None:
                 data.update(train_state_dict=_cpu(self.model.state_dict()), ema_updates=self.ema.updates)
+            if self.trainee is not self.model:
+                data.update(scale_state_dict=_cpu(self.trainee.scale.state_dict()))
         return data
 
     def save_epoch(self, epoch: int, row: dict) -> None:

@@ -1,5 +1,7 @@
 """Metrics on hand-computed cases, and config validation."""
 
+import math
+
 import pytest
 import torch
 
@@ -163,3 +165,25 @@ def test_fast_config_is_the_recipe_with_fewer_epochs():
     best, fast = (config_to_dict(resolve_config(name)) for name in ("fkd-best", "fkd-fast"))
     assert {k for k in best if best[k] != fast[k]} == {"name", "epochs"}
     assert fast["epochs"] < best["epochs"]
+
+
+def test_laplace_nll_weighs_each_coordinate_by_its_learned_scale():
+    """The Laplace loss's gradient on a coordinate is 1/b: a coordinate with a large scale pulls less;
+    its scales are clamped so that one easy point cannot dominate; a head without a hidden layer is refused."""
+    from fkd_cli.laplace import MIN_LOG_SCALE, ScaledTrainee, laplace_nll
+    from fkd_cli.models import build_model
+
+    target = torch.zeros(1, 2)
+    mu = torch.tensor([[0.1, 0.1]], requires_grad=True)
+    log_b = torch.log(torch.tensor([[0.01, 0.1]]))
+    laplace_nll(torch.cat([mu, log_b], dim=1), target).sum().backward()
+    assert mu.grad[0, 0].item() == pytest.approx(10 * mu.grad[0, 1].item(), rel=1e-5)
+    tiny = torch.full((1, 1), -50.0)
+    value = laplace_nll(torch.cat([torch.ones(1, 1), tiny], dim=1), torch.zeros(1, 1))
+    assert value.item() == pytest.approx(math.exp(-MIN_LOG_SCALE) + MIN_LOG_SCALE, rel=1e-5)
+    with pytest.raises(FkdError, match="laplace"):
+        laplace_nll(torch.zeros(1, 3), torch.zeros(1, 2))
+    net = build_model("fkdnet", 68, in_channels=3, input_size=32, width=8, hidden=16)
+    assert ScaledTrainee(net)(torch.zeros(2, 3, 32, 32)).shape == (2, 272)
+    with pytest.raises(FkdError, match="head_hidden"):
+        ScaledTrainee(build_model("fkdnet", 68, in_channels=3, input_size=32, width=8, hidden=0))

@@ -384,3 +384,31 @@ def test_averaged_weights_are_the_model_and_resume_exactly(dataset, tmp_path, mo
     for key in ("state_dict", "train_state_dict"):
         assert all(torch.equal(again[key][k], last[key][k]) for k in last[key]), key
     assert [row["val_nme"] for row in whole.history] == list(pd.read_csv(tmp_path / "split" / "metrics.csv")["val_nme"])
+
+
+def test_laplace_loss_trains_a_scale_head_that_stays_out_of_the_model(dataset, tmp_path):
+    """loss: laplace trains a per-coordinate scale beside the network; model.pth holds the network alone
+    (the same keys as an L1 run's), last.pth the scale head too, and --resume carries it on."""
+    run, plain = tmp_path / "laplace", tmp_path / "l1"
+    args = ["--data-dir", dataset, "--quiet"]
+    result = invoke("train", "--config", "fkd-best", "--out", run, *args, *sets(TINY + ["epochs=1", "loss=laplace"]))
+    assert result.exit_code == 0, result.output
+    assert invoke("train", "--config", "fkd-best", "--out", plain, *args, *sets(TINY + ["epochs=1"])).exit_code == 0
+    model = torch.load(run / "model.pth", weights_only=True)
+    assert set(model["state_dict"]) == set(torch.load(plain / "model.pth", weights_only=True)["state_dict"])
+    assert "scale_state_dict" not in model
+    last = torch.load(run / "last.pth", weights_only=True)
+    scale = last["scale_state_dict"]
+    assert scale["weight"].shape == (136, 256) and scale["weight"].abs().sum() > 0  # trained away from its zero init
+    last["config"]["epochs"] = 2
+    last["scheduler"]["total_steps"] *= 2
+    torch.save(last, run / "last.pth")
+    result = invoke("train", "--resume", run / "last.pth", *args)
+    assert result.exit_code == 0, result.output
+    assert list(pd.read_csv(run / "metrics.csv")["epoch"]) == [1, 2]
+    result = invoke("evaluate", "--model", run / "model.pth", "--data-dir", dataset, "--boxes", "gt")
+    assert result.exit_code == 0, result.output
+    # a resumed laplace run needs its scale head
+    del last["scale_state_dict"]
+    torch.save(last, run / "last.pth")
+    assert "no scale head" in one_line_error(invoke("train", "--resume", run / "last.pth", *args))
