@@ -254,6 +254,11 @@ def _validate(cfg: Config) -> None:
         raise FkdError(f"config key 'doubt_head': model '{cfg.model}' has no regression head for one to read; set doubt_head=false")
     if cfg.input_norm and cfg.model not in FKDNET_FAMILY:
         raise FkdError(f"config key 'input_norm': only the models {', '.join(FKDNET_FAMILY)} have it; set input_norm=false")
+    # laplace's scale layer reads the regression head's hidden layer (laplace.py): refused here, before
+    # minutes of decoding and detection, not when the model is built
+    if cfg.loss == "laplace" and (cfg.model in WITHOUT_DOUBT_HEAD or (cfg.model in FKDNET_FAMILY and cfg.head_hidden == 0)):
+        raise FkdError(f"config key 'loss': laplace needs a regression head with a hidden layer, which model "
+                       f"'{cfg.model}' with head_hidden={cfg.head_hidden} has not; set head_hidden > 0 or another loss")
 
 
 def check_keypoint_indices(cfg: Config, num_keypoints: int) -> None:
