@@ -65,7 +65,10 @@ def head_pose(points: np.ndarray, width: int, height: int) -> dict | None:
         return None
     focal = float(width)
     camera = np.array([[focal, 0, width / 2], [0, focal, height / 2], [0, 0, 1]], dtype=np.float64)
-    ok, rvec, _ = cv2.solvePnP(MODEL_3D, points, camera, np.zeros(4), flags=cv2.SOLVEPNP_SQPNP)  # globally optimal: no flipped local minimum
+    try:  # SQPnP: globally optimal, no flipped local minimum
+        ok, rvec, _ = cv2.solvePnP(MODEL_3D, points, camera, np.zeros(4), flags=cv2.SOLVEPNP_SQPNP)
+    except cv2.error:  # it asserts on points with (almost) no spread, as an untrained network gives: no pose
+        return None
     if not ok:
         return None
     rotation, _ = cv2.Rodrigues(rvec)

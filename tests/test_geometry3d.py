@@ -50,6 +50,8 @@ def test_pose_sign_conventions():
 def test_pose_needs_68_finite_points():
     assert head_pose(np.zeros((5, 2)), 100, 100) is None
     assert head_pose(np.full((68, 2), np.nan), 100, 100) is None
+    # all points in one place (an untrained network's output): OpenCV's SQPnP asserts; no pose, no crash
+    assert head_pose(np.full((68, 2), 50.0), 100, 100) is None
 
 
 @pytest.fixture(scope="module")
