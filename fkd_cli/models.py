@@ -153,9 +153,10 @@ class FkdNet(nn.Module):
     downs = (conv_bn, conv_bn, conv_bn)
     blocks = (Residual, Residual, Residual)
 
-    def make_features(self, in_channels: int, w: int) -> nn.Sequential:
+    @classmethod
+    def make_features(cls, in_channels: int, w: int) -> nn.Sequential:
         layers, channels = [conv_bn(in_channels, w, 2)], w  # 1/2
-        for down, block, out in zip(self.downs, self.blocks, (w, 2 * w, 4 * w)):
+        for down, block, out in zip(cls.downs, cls.blocks, (w, 2 * w, 4 * w)):
             layers += [down(channels, out, 2), block(out)]
             channels = out
         return nn.Sequential(*layers, nn.Conv2d(4 * w, 2 * w, 1, bias=False), nn.BatchNorm2d(2 * w), nn.ReLU(inplace=True))
@@ -231,8 +232,42 @@ class FkdHeatmapNet(nn.Module):
         return self.soft_argmax(self.heatmaps(self.fuse(coarse + self.lateral(fine))))
 
 
+class FkdNetIntegral(nn.Module):
+    """Integral (soft-argmax) heatmap regression on FkdNet's backbone at about its cost: the same
+    stages to 1/16, then a light top-down decoder (FPN-style: 1x1 laterals from the 1/8 and 1/4
+    stages, nearest upsampling, one 3x3 conv) to one heatmap a keypoint at 1/4 resolution, and
+    SoftArgmax2d to coordinates in [-1, 1]. FkdHeatmapNet decodes at 4 x width channels and costs
+    about 2.5x FkdNet a crop; this decoder runs at `width` channels (README, Ablation, heatmaps).
+
+    Coordinates are in crop units (-1..1) and a soft-argmax cannot leave its grid, so a point
+    outside the crop is predicted at its edge.
+    """
+
+    def __init__(self, num_keypoints: int, in_channels: int, input_size: int, dropout: float = 0.0, width: int = 32):
+        super().__init__()
+        w = width
+        stages = FkdNet.make_features(in_channels, w)  # stem, then (down, block) at 1/4, 1/8, 1/16, then 1x1 to 2w
+        self.to_quarter, self.to_eighth, self.to_sixteenth = stages[:3], stages[3:5], stages[5:]
+        self.lateral_quarter = nn.Sequential(nn.Conv2d(w, w, 1, bias=False), nn.BatchNorm2d(w))
+        self.lateral_eighth = nn.Sequential(nn.Conv2d(2 * w, w, 1, bias=False), nn.BatchNorm2d(w))
+        self.top = nn.Sequential(nn.Conv2d(2 * w, w, 1, bias=False), nn.BatchNorm2d(w))
+        self.fuse = nn.Sequential(nn.ReLU(inplace=True), nn.Dropout2d(dropout), conv_bn(w, w))
+        self.heatmaps = nn.Conv2d(w, num_keypoints, 1)
+        side = -(-input_size // 4)
+        self.soft_argmax = SoftArgmax2d(side, side)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        quarter = self.to_quarter(x)
+        eighth = self.to_eighth(quarter)
+        top = self.top(self.to_sixteenth(eighth))
+        up = nn.functional.interpolate(top, size=eighth.shape[-2:], mode="nearest") + self.lateral_eighth(eighth)
+        up = nn.functional.interpolate(up, size=quarter.shape[-2:], mode="nearest") + self.lateral_quarter(quarter)
+        return self.soft_argmax(self.heatmaps(self.fuse(up)))
+
+
 MODELS: dict[str, Callable[..., nn.Module]] = {
     "fkdnet-hm": FkdHeatmapNet,
+    "fkdnet-integral": FkdNetIntegral,
     "seed-first": SeedFirst,
     "seed-first-bn": SeedFirstBN,
     "seed-final": SeedFinal,
@@ -247,13 +282,13 @@ MODELS: dict[str, Callable[..., nn.Module]] = {
 FKDNET_FAMILY = ("fkdnet", "fkdnet-sep", "fkdnet-hybrid")
 
 # architectures without a feature grid and a linear regression head for a doubt head to read (doubt.py)
-WITHOUT_DOUBT_HEAD = {"fkdnet-hm"}
+WITHOUT_DOUBT_HEAD = {"fkdnet-hm", "fkdnet-integral"}
 
 
 def model_kwargs(name: str, cfg) -> dict:
     """The architecture arguments a config implies (saved in the checkpoint to rebuild the model)."""
     kwargs = {"in_channels": cfg.channels, "input_size": cfg.input_size, "dropout": cfg.dropout}
-    if name in (*FKDNET_FAMILY, "fkdnet-hm"):
+    if name in (*FKDNET_FAMILY, "fkdnet-hm", "fkdnet-integral"):
         kwargs["width"] = cfg.width
     if name in FKDNET_FAMILY:
         kwargs["hidden"] = cfg.head_hidden

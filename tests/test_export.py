@@ -67,15 +67,17 @@ def test_parity_rows_cover_batches_and_inputs(tiny_run, tmp_path):
     assert max(r["max"] for r in result.parity) <= 1e-3
 
 
-@pytest.mark.parametrize("override", ["model=fkdnet-sep", "model=fkdnet-hybrid", "input_norm=true"])
+@pytest.mark.parametrize("override", ["model=fkdnet-sep", "model=fkdnet-hybrid", "input_norm=true", "model=fkdnet-integral"])
 def test_leaner_networks_train_export_and_agree(dataset, tmp_path, override):
-    """The leaner networks of the README's speed section (depthwise-separable convs) and the network
-    that standardises its own input go the whole way: train, fold their BatchNorms, export with the
-    parity check passed, and predict the same keypoints on ONNX Runtime as on PyTorch."""
+    """The leaner networks of the README's speed section (depthwise-separable convs), the network
+    that standardises its own input and the integral heatmap network go the whole way: train, fold
+    their BatchNorms, export with the parity check passed, and predict the same keypoints on ONNX
+    Runtime as on PyTorch."""
     from fkd_cli import load_model
 
     out = tmp_path / "sep"
-    args = ["--config", "fkd-best", "--data-dir", dataset, "--out", out, "--quiet", *sets(TINY), "--set", override]
+    no_doubt_head = ["doubt_head=false"] if override == "model=fkdnet-integral" else []
+    args = ["--config", "fkd-best", "--data-dir", dataset, "--out", out, "--quiet", *sets(TINY + no_doubt_head), "--set", override]
     result = invoke("train", *args)
     assert result.exit_code == 0, result.output
     saved = torch.load(out / "model.pth", weights_only=True)
@@ -102,6 +104,33 @@ def test_standardised_input_ignores_exposure():
         net = build_model("fkdnet", 68, in_channels=3, input_size=96, hidden=16, input_norm=input_norm).eval()
         with torch.no_grad():
             assert torch.allclose(net(crops), net(changed), atol=1e-4) is same
+
+
+def test_soft_argmax_reads_a_peak_at_its_cell_centre():
+    from fkd_cli.models import SoftArgmax2d
+
+    maps = torch.zeros(1, 2, 4, 4)
+    maps[0, 0, 3, 1] = 50.0  # row 3, column 1: centre at x = -0.25, y = 0.75 in crop units
+    xy = SoftArgmax2d(4, 4)(maps).reshape(2, 2)
+    assert torch.allclose(xy[0], torch.tensor([-0.25, 0.75]), atol=1e-4)
+    assert torch.allclose(xy[1], torch.zeros(2), atol=1e-6)  # a flat map: the expectation is the centre
+
+
+def test_integral_network_is_fkdnet_backbone_with_heatmaps():
+    """fkdnet-integral's encoder is FkdNet's own stages (an FkdNet's weights load into it), and its
+    coordinates come from 1/4-resolution heatmaps, so they stay inside the crop."""
+    from fkd_cli.models import build_model
+
+    torch.manual_seed(0)
+    regressor = build_model("fkdnet", 68, in_channels=3, input_size=96, width=8, hidden=16)
+    integral = build_model("fkdnet-integral", 68, in_channels=3, input_size=96, width=8).eval()
+    stages = [*integral.to_quarter, *integral.to_eighth, *integral.to_sixteenth]
+    assert [type(m) for m in stages] == [type(m) for m in regressor.features]
+    torch.nn.Sequential(*stages).load_state_dict(regressor.features.state_dict())
+    assert integral.soft_argmax.xs.numel() == 24
+    with torch.no_grad():
+        out = integral(torch.randn(3, 3, 96, 96))
+    assert out.shape == (3, 136) and out.abs().max() < 1
 
 
 def test_failed_check_leaves_no_file(tiny_run, tmp_path, monkeypatch):
