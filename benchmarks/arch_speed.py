@@ -1,7 +1,7 @@
 """Network cost before training: multiply-adds, parameters and ONNX Runtime milliseconds a face for
 candidate architectures, measured on untrained weights (the cost does not depend on their values).
 
-    python benchmarks/arch_speed.py [--rounds 5] [--size 96]
+    python benchmarks/arch_speed.py [--rounds 5] [--size 96] [--only fkdnet-integral ...]
 
 (--size sets the crop of the candidates without one of their own; the 128-px candidate is the bundled
 network's cost spent on resolution instead of width.)
@@ -30,6 +30,8 @@ CANDIDATES = (  # (label, model name, width, crop size or None for --size): the 
     ("fkdnet-sep, width 64", "fkdnet-sep", 64, None),
     ("fkdnet-hybrid, width 32", "fkdnet-hybrid", 32, None),
     ("fkdnet, width 24, 128 px", "fkdnet", 24, 128),
+    ("fkdnet-integral, width 32", "fkdnet-integral", 32, None),
+    ("fkdnet-hm, width 24", "fkdnet-hm", 24, None),
 )
 
 
@@ -72,17 +74,20 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--size", type=int, default=96)
+    parser.add_argument("--only", nargs="+", metavar="MODEL", help="these model names only (the first row still first)")
     args = parser.parse_args()
 
     import torch
 
-    from fkd_cli.models import build_model, fuse_for_inference
+    from fkd_cli.models import FKDNET_FAMILY, build_model, fuse_for_inference
 
     torch.set_num_threads(1)
     rows = []
-    for label, name, width, size in CANDIDATES:
+    candidates = [c for i, c in enumerate(CANDIDATES) if i == 0 or not args.only or c[1] in args.only]
+    for label, name, width, size in candidates:
         size = size or args.size
-        model = build_model(name, 68, in_channels=3, input_size=size, dropout=0.0, width=width, hidden=256).eval()
+        head = {"hidden": 256} if name in FKDNET_FAMILY else {}  # the heatmap networks have no regression head
+        model = build_model(name, 68, in_channels=3, input_size=size, dropout=0.0, width=width, **head).eval()
         x = np.random.default_rng(0).normal(0, 1, (2, 3, size, size)).astype(np.float32)
         rows.append([label, multiply_adds(model, size), sum(p.numel() for p in model.parameters()),
                      session(fuse_for_inference(model), size), [], x])

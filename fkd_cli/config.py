@@ -60,7 +60,7 @@ class Config:
     degrade_prob: float = 0.0  # chance of degrading a training crop's image quality: JPEG compression (quality 10-50) or a blur, like the blocky, low-resolution frames among the worst faces (OpenCV's JPEG codec, torchvision's GaussianBlur)
     erasing_prob: float = 0.0  # chance of covering a rectangle of a training crop (2-33% of it) with noise, like an occluding hand (torchvision's RandomErasing)
     # --- model ---
-    model: str = "fkdnet"  # architecture: fkdnet, fkdnet-sep and fkdnet-hybrid (leaner: depthwise-separable convs), fkdnet-hm, seed-first, seed-first-bn, seed-final, seed-final-bn
+    model: str = "fkdnet"  # architecture: fkdnet, fkdnet-sep and fkdnet-hybrid (leaner: depthwise-separable convs), fkdnet-hm and fkdnet-integral (heatmaps, soft-argmax), seed-first, seed-first-bn, seed-final, seed-final-bn
     width: int = 32  # base channel count for our own architectures
     head_hidden: int = 256  # fkdnet: width of the hidden layer of the regression head (0 = linear head)
     input_norm: bool = False  # fkdnet family: standardise each crop by its own mean and spread inside the network (exposure-invariant input; README, Ablation)
@@ -246,7 +246,7 @@ def _validate(cfg: Config) -> None:
         raise FkdError(f"config key 'norm_points' must name two different keypoint indices, got {cfg.norm_points}")
     if cfg.keypoints is not None:
         check_keypoint_indices(cfg, cfg.keypoints)
-    from .models import FKDNET_FAMILY, MODELS, WITHOUT_DOUBT_HEAD  # late import: models imports torch, config must stay light
+    from .models import FKDNET_FAMILY, HEATMAP_MODELS, MODELS, WITHOUT_DOUBT_HEAD  # late import: models imports torch, config must stay light
 
     if cfg.model not in MODELS:
         raise FkdError(f"config key 'model': unknown model '{cfg.model}'; choose one of {', '.join(MODELS)}")
@@ -256,7 +256,7 @@ def _validate(cfg: Config) -> None:
         raise FkdError(f"config key 'input_norm': only the models {', '.join(FKDNET_FAMILY)} have it; set input_norm=false")
     # laplace's scale layer reads the regression head's hidden layer (laplace.py): refused here, before
     # minutes of decoding and detection, not when the model is built
-    if cfg.loss == "laplace" and (cfg.model in WITHOUT_DOUBT_HEAD or (cfg.model in FKDNET_FAMILY and cfg.head_hidden == 0)):
+    if cfg.loss == "laplace" and (cfg.model in HEATMAP_MODELS or (cfg.model in FKDNET_FAMILY and cfg.head_hidden == 0)):
         raise FkdError(f"config key 'loss': laplace needs a regression head with a hidden layer, which model "
                        f"'{cfg.model}' with head_hidden={cfg.head_hidden} has not; set head_hidden > 0 or another loss")
 

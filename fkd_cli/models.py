@@ -201,11 +201,19 @@ class SoftArgmax2d(nn.Module):
         self.beta = beta
 
     def forward(self, heatmaps: torch.Tensor) -> torch.Tensor:
+        return self.with_spread(heatmaps)[0]
+
+    def with_spread(self, heatmaps: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The coordinates (N, 2K) and the log of each map's standard deviation along x and y (N, 2K):
+        how widely the network spreads its belief, which a doubt head reads (doubt.py)."""
         n, k, h, w = heatmaps.shape
         prob = torch.softmax(heatmaps.reshape(n, k, h * w) * self.beta, dim=-1).reshape(n, k, h, w)
-        x = (prob.sum(dim=2) * self.xs).sum(dim=-1)
-        y = (prob.sum(dim=3) * self.ys).sum(dim=-1)
-        return torch.stack((x, y), dim=-1).reshape(n, 2 * k)
+        px, py = prob.sum(dim=2), prob.sum(dim=3)  # marginals along x (N, K, W) and y (N, K, H)
+        x, y = (px * self.xs).sum(dim=-1), (py * self.ys).sum(dim=-1)
+        var_x = (px * self.xs ** 2).sum(dim=-1) - x ** 2
+        var_y = (py * self.ys ** 2).sum(dim=-1) - y ** 2
+        spread = 0.5 * torch.log(torch.stack((var_x, var_y), dim=-1).clamp_min(1e-8))
+        return torch.stack((x, y), dim=-1).reshape(n, 2 * k), spread.reshape(n, 2 * k)
 
 
 class FkdHeatmapNet(nn.Module):
@@ -240,7 +248,8 @@ class FkdNetIntegral(nn.Module):
     about 2.5x FkdNet a crop; this decoder runs at `width` channels (README, Ablation, heatmaps).
 
     Coordinates are in crop units (-1..1) and a soft-argmax cannot leave its grid, so a point
-    outside the crop is predicted at its edge.
+    outside the crop is predicted at its edge. Its doubt head reads the 1/16 grid and the heatmaps'
+    spread (doubt_features).
     """
 
     def __init__(self, num_keypoints: int, in_channels: int, input_size: int, dropout: float = 0.0, width: int = 32):
@@ -257,12 +266,18 @@ class FkdNetIntegral(nn.Module):
         self.soft_argmax = SoftArgmax2d(side, side)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.doubt_features(x)[0]
+
+    def doubt_features(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The coordinates (N, 2K) and what a doubt head reads (N, F): the flattened 1/16 grid (as
+        FkdNet's doubt head reads its grid) and each heatmap's log spread along x and y."""
         quarter = self.to_quarter(x)
         eighth = self.to_eighth(quarter)
-        top = self.top(self.to_sixteenth(eighth))
-        up = nn.functional.interpolate(top, size=eighth.shape[-2:], mode="nearest") + self.lateral_eighth(eighth)
+        grid = self.to_sixteenth(eighth)
+        up = nn.functional.interpolate(self.top(grid), size=eighth.shape[-2:], mode="nearest") + self.lateral_eighth(eighth)
         up = nn.functional.interpolate(up, size=quarter.shape[-2:], mode="nearest") + self.lateral_quarter(quarter)
-        return self.soft_argmax(self.heatmaps(self.fuse(up)))
+        coordinates, spread = self.soft_argmax.with_spread(self.heatmaps(self.fuse(up)))
+        return coordinates, torch.cat([grid.flatten(1), spread], dim=1)
 
 
 MODELS: dict[str, Callable[..., nn.Module]] = {
@@ -281,8 +296,11 @@ MODELS: dict[str, Callable[..., nn.Module]] = {
 # our small ResNets: the models that take `width`, `head_hidden` and `input_norm`
 FKDNET_FAMILY = ("fkdnet", "fkdnet-sep", "fkdnet-hybrid")
 
-# architectures without a feature grid and a linear regression head for a doubt head to read (doubt.py)
-WITHOUT_DOUBT_HEAD = {"fkdnet-hm", "fkdnet-integral"}
+# architectures without a feature grid and a linear regression head, nor their own doubt_features,
+# for a doubt head to read (doubt.py)
+WITHOUT_DOUBT_HEAD = {"fkdnet-hm"}
+# architectures whose coordinates come from heatmaps, not a linear regression head (laplace.py needs one)
+HEATMAP_MODELS = {"fkdnet-hm", "fkdnet-integral"}
 
 
 def model_kwargs(name: str, cfg) -> dict:

@@ -99,6 +99,34 @@ def test_calibrate_doubt_keeps_the_landmarks_and_gives_scores_a_signal(doubt_run
     assert point_scores.shape == (len(split.paths), K) and ((face_scores > 0) & (face_scores < 1)).all()
 
 
+def test_the_integral_heatmap_network_gets_a_doubt_head_from_its_grid_and_heatmap_spread(tmp_path):
+    """fkdnet-integral has no regression head; its doubt head reads its 1/16 grid and the spread of its
+    heatmaps instead, and goes the whole way: calibrated, points unmoved, exported with it, scored."""
+    from fkd_cli.data import ImageCache, load_split
+    from fkd_cli.evaluate import evaluate
+    from fkd_cli.inference import load_predictor
+
+    data = make_dataset(tmp_path / "data", n_train=40, n_test=4)
+    result = invoke("train", "--config", "fkd-best", "--data-dir", data, "--out", tmp_path / "run", "--quiet",
+                    *sets(TINY + ["val_fraction=0.5", "epochs=1", "doubt_head=false", "model=fkdnet-integral"]))
+    assert result.exit_code == 0, result.output
+    model, with_head = tmp_path / "run" / "model.pth", tmp_path / "doubt.pth"
+    result = invoke("calibrate", model, "--doubt", "--data-dir", data, "--out", with_head)
+    assert result.exit_code == 0, result.output
+    saved = torch.load(with_head, weights_only=True)
+    width = 2 * 8 * 2 * 2 + 2 * K  # the 1/16 grid of a 32-px crop at width 8 (16 channels, 2 x 2), two spreads a point
+    assert saved["arch"] == "fkdnet-integral" and saved["doubt_head"]["weight"].shape == (K, width)
+    split = load_split(data, "test")
+    plain = evaluate(load_predictor(model, backend="pytorch"), ImageCache(split.paths), split.keypoints, boxes="gt")
+    head = evaluate(load_predictor(with_head, backend="pytorch"), ImageCache(split.paths), split.keypoints, boxes="gt")
+    twin_predictor = load_predictor(with_head, backend="auto")
+    twin = evaluate(twin_predictor, ImageCache(split.paths), split.keypoints, boxes="gt")
+    assert twin_predictor.backend.name == "onnxruntime"
+    torch.testing.assert_close(head.predictions, plain.predictions)
+    assert plain.spread is None and bool((head.spread > 0).all())
+    torch.testing.assert_close(twin.spread, head.spread, atol=1e-4, rtol=1e-3)
+
+
 def test_the_doubt_head_fit_is_repeatable(doubt_run, tmp_path):
     """The fit's augmented crops are drawn from the run's seed: calibrating the same network again gives
     the same head, bit for bit."""
