@@ -246,12 +246,10 @@ def _validate(cfg: Config) -> None:
         raise FkdError(f"config key 'norm_points' must name two different keypoint indices, got {cfg.norm_points}")
     if cfg.keypoints is not None:
         check_keypoint_indices(cfg, cfg.keypoints)
-    from .models import FKDNET_FAMILY, HEATMAP_MODELS, MODELS, WITHOUT_DOUBT_HEAD  # late import: models imports torch, config must stay light
+    from .models import FKDNET_FAMILY, HEATMAP_MODELS, MODELS  # late import: models imports torch, config must stay light
 
     if cfg.model not in MODELS:
         raise FkdError(f"config key 'model': unknown model '{cfg.model}'; choose one of {', '.join(MODELS)}")
-    if cfg.doubt_head and cfg.model in WITHOUT_DOUBT_HEAD:
-        raise FkdError(f"config key 'doubt_head': model '{cfg.model}' has no regression head for one to read; set doubt_head=false")
     if cfg.input_norm and cfg.model not in FKDNET_FAMILY:
         raise FkdError(f"config key 'input_norm': only the models {', '.join(FKDNET_FAMILY)} have it; set input_norm=false")
     # laplace's scale layer reads the regression head's hidden layer (laplace.py): refused here, before

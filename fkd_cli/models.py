@@ -221,6 +221,7 @@ class FkdHeatmapNet(nn.Module):
     skip connection, one heatmap per keypoint, soft-argmax to coordinates in [-1, 1].
 
     Coordinates are in crop units (-1..1), so the config's targets must span [-1, 1] (the default).
+    Its doubt head reads the 1/16 grid and the heatmaps' spread (doubt_features).
     """
 
     def __init__(self, num_keypoints: int, in_channels: int, input_size: int, dropout: float = 0.0, width: int = 24):
@@ -235,9 +236,16 @@ class FkdHeatmapNet(nn.Module):
         self.soft_argmax = SoftArgmax2d(side, side)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.doubt_features(x)[0]
+
+    def doubt_features(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The coordinates (N, 2K) and what a doubt head reads (N, F): the flattened 1/16 grid and each
+        heatmap's log spread along x and y."""
         fine = self.stem(x)
-        coarse = nn.functional.interpolate(self.down(fine), size=fine.shape[-2:], mode="nearest")
-        return self.soft_argmax(self.heatmaps(self.fuse(coarse + self.lateral(fine))))
+        grid = self.down(fine)
+        coarse = nn.functional.interpolate(grid, size=fine.shape[-2:], mode="nearest")
+        coordinates, spread = self.soft_argmax.with_spread(self.heatmaps(self.fuse(coarse + self.lateral(fine))))
+        return coordinates, torch.cat([grid.flatten(1), spread], dim=1)
 
 
 class FkdNetIntegral(nn.Module):
@@ -296,9 +304,6 @@ MODELS: dict[str, Callable[..., nn.Module]] = {
 # our small ResNets: the models that take `width`, `head_hidden` and `input_norm`
 FKDNET_FAMILY = ("fkdnet", "fkdnet-sep", "fkdnet-hybrid")
 
-# architectures without a feature grid and a linear regression head, nor their own doubt_features,
-# for a doubt head to read (doubt.py)
-WITHOUT_DOUBT_HEAD = {"fkdnet-hm"}
 # architectures whose coordinates come from heatmaps, not a linear regression head (laplace.py needs one)
 HEATMAP_MODELS = {"fkdnet-hm", "fkdnet-integral"}
 

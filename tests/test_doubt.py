@@ -99,23 +99,24 @@ def test_calibrate_doubt_keeps_the_landmarks_and_gives_scores_a_signal(doubt_run
     assert point_scores.shape == (len(split.paths), K) and ((face_scores > 0) & (face_scores < 1)).all()
 
 
-def test_the_integral_heatmap_network_gets_a_doubt_head_from_its_grid_and_heatmap_spread(tmp_path):
-    """fkdnet-integral has no regression head; its doubt head reads its 1/16 grid and the spread of its
-    heatmaps instead, and goes the whole way: calibrated, points unmoved, exported with it, scored."""
+@pytest.mark.parametrize("arch, grid", [("fkdnet-integral", 2 * 8 * 2 * 2), ("fkdnet-hm", 4 * 8 * 2 * 2)])
+def test_heatmap_networks_get_a_doubt_head_from_their_grid_and_heatmap_spread(tmp_path, arch, grid):
+    """The heatmap networks have no regression head; their doubt head reads their 1/16 grid (here a
+    32-px crop at width 8: 2 x 2 cells) and the spread of their heatmaps instead, and goes the whole way:
+    calibrated, points unmoved, exported with it, scored."""
     from fkd_cli.data import ImageCache, load_split
     from fkd_cli.evaluate import evaluate
     from fkd_cli.inference import load_predictor
 
     data = make_dataset(tmp_path / "data", n_train=40, n_test=4)
     result = invoke("train", "--config", "fkd-best", "--data-dir", data, "--out", tmp_path / "run", "--quiet",
-                    *sets(TINY + ["val_fraction=0.5", "epochs=1", "doubt_head=false", "model=fkdnet-integral"]))
+                    *sets(TINY + ["val_fraction=0.5", "epochs=1", "doubt_head=false", f"model={arch}"]))
     assert result.exit_code == 0, result.output
     model, with_head = tmp_path / "run" / "model.pth", tmp_path / "doubt.pth"
     result = invoke("calibrate", model, "--doubt", "--data-dir", data, "--out", with_head)
     assert result.exit_code == 0, result.output
     saved = torch.load(with_head, weights_only=True)
-    width = 2 * 8 * 2 * 2 + 2 * K  # the 1/16 grid of a 32-px crop at width 8 (16 channels, 2 x 2), two spreads a point
-    assert saved["arch"] == "fkdnet-integral" and saved["doubt_head"]["weight"].shape == (K, width)
+    assert saved["arch"] == arch and saved["doubt_head"]["weight"].shape == (K, grid + 2 * K)  # two spreads a point
     split = load_split(data, "test")
     plain = evaluate(load_predictor(model, backend="pytorch"), ImageCache(split.paths), split.keypoints, boxes="gt")
     head = evaluate(load_predictor(with_head, backend="pytorch"), ImageCache(split.paths), split.keypoints, boxes="gt")
@@ -224,7 +225,3 @@ def test_a_contract_that_promises_a_doubt_head_the_network_lacks_is_one_line():
         predictor.keypoints_and_spread([np.zeros((64, 64, 3), np.uint8)], [(0, 0, 64)])
 
 
-def test_a_doubt_head_on_a_heatmap_network_is_refused_before_training(dataset, tmp_path):
-    text = one_line_error(invoke("train", "--config", "fkd-best", "--data-dir", dataset, "--out", tmp_path / "hm",
-                                 *sets(TINY + ["model=fkdnet-hm"])))
-    assert "doubt_head" in text and "fkdnet-hm" in text and not (tmp_path / "hm").exists()
