@@ -216,12 +216,35 @@ class SoftArgmax2d(nn.Module):
         return torch.stack((x, y), dim=-1).reshape(n, 2 * k), spread.reshape(n, 2 * k)
 
 
-class FkdHeatmapNet(nn.Module):
+class HeatmapRegressor(nn.Module):
+    """What the heatmap networks share: a decoded 1/4-resolution map turned into one heatmap a keypoint
+    (`fuse`, then a 1x1 conv) and read out by SoftArgmax2d; their doubt head reads their 1/16 grid and
+    each heatmap's log spread along x and y. Subclasses build the encoder and decoder and implement
+    `decode(x) -> (decoded map, 1/16 grid)`."""
+
+    def make_readout(self, channels: int, num_keypoints: int, input_size: int, dropout: float) -> None:
+        self.fuse = nn.Sequential(nn.ReLU(inplace=True), nn.Dropout2d(dropout), conv_bn(channels, channels))
+        self.heatmaps = nn.Conv2d(channels, num_keypoints, 1)
+        side = -(-input_size // 4)
+        self.soft_argmax = SoftArgmax2d(side, side)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.doubt_features(x)[0]
+
+    def doubt_features(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The coordinates (N, 2K) and what a doubt head reads (N, F): the flattened 1/16 grid (as
+        FkdNet's doubt head reads its grid) and each heatmap's log spread along x and y."""
+        decoded, grid = self.decode(x)
+        coordinates, spread = self.soft_argmax.with_spread(self.heatmaps(self.fuse(decoded)))
+        return coordinates, torch.cat([grid.flatten(1), spread], dim=1)
+
+
+class FkdHeatmapNet(HeatmapRegressor):
     """Our heatmap regressor: a small encoder to 1/16, decoded back to a 1/4-resolution grid with a
-    skip connection, one heatmap per keypoint, soft-argmax to coordinates in [-1, 1].
+    skip connection, one heatmap per keypoint, soft-argmax to coordinates in [-1, 1]. Its decoder
+    runs at 4 x width channels: 124 M multiply-adds a 96-px crop at width 24, 2.7x FkdNet's.
 
     Coordinates are in crop units (-1..1), so the config's targets must span [-1, 1] (the default).
-    Its doubt head reads the 1/16 grid and the heatmaps' spread (doubt_features).
     """
 
     def __init__(self, num_keypoints: int, in_channels: int, input_size: int, dropout: float = 0.0, width: int = 24):
@@ -230,34 +253,22 @@ class FkdHeatmapNet(nn.Module):
         self.stem = nn.Sequential(conv_bn(in_channels, w, 2), conv_bn(w, 2 * w, 2), Residual(2 * w))  # 1/4
         self.down = nn.Sequential(conv_bn(2 * w, 4 * w, 2), Residual(4 * w), conv_bn(4 * w, 4 * w, 2), Residual(4 * w))  # 1/16
         self.lateral = nn.Sequential(nn.Conv2d(2 * w, 4 * w, 1, bias=False), nn.BatchNorm2d(4 * w))
-        self.fuse = nn.Sequential(nn.ReLU(inplace=True), nn.Dropout2d(dropout), conv_bn(4 * w, 4 * w))
-        self.heatmaps = nn.Conv2d(4 * w, num_keypoints, 1)
-        side = -(-input_size // 4)
-        self.soft_argmax = SoftArgmax2d(side, side)
+        self.make_readout(4 * w, num_keypoints, input_size, dropout)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.doubt_features(x)[0]
-
-    def doubt_features(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """The coordinates (N, 2K) and what a doubt head reads (N, F): the flattened 1/16 grid and each
-        heatmap's log spread along x and y."""
+    def decode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         fine = self.stem(x)
         grid = self.down(fine)
-        coarse = nn.functional.interpolate(grid, size=fine.shape[-2:], mode="nearest")
-        coordinates, spread = self.soft_argmax.with_spread(self.heatmaps(self.fuse(coarse + self.lateral(fine))))
-        return coordinates, torch.cat([grid.flatten(1), spread], dim=1)
+        return nn.functional.interpolate(grid, size=fine.shape[-2:], mode="nearest") + self.lateral(fine), grid
 
 
-class FkdNetIntegral(nn.Module):
+class FkdNetIntegral(HeatmapRegressor):
     """Integral (soft-argmax) heatmap regression on FkdNet's backbone at about its cost: the same
     stages to 1/16, then a light top-down decoder (FPN-style: 1x1 laterals from the 1/8 and 1/4
-    stages, nearest upsampling, one 3x3 conv) to one heatmap a keypoint at 1/4 resolution, and
-    SoftArgmax2d to coordinates in [-1, 1]. FkdHeatmapNet decodes at 4 x width channels and costs
-    about 2.5x FkdNet a crop; this decoder runs at `width` channels (README, Ablation, heatmaps).
+    stages, nearest upsampling, one 3x3 conv) at `width` channels to one heatmap a keypoint at 1/4
+    resolution: 52.3 M multiply-adds a 96-px crop at width 32, 1.15x FkdNet's (README, Ablation, heatmaps).
 
     Coordinates are in crop units (-1..1) and a soft-argmax cannot leave its grid, so a point
-    outside the crop is predicted at its edge. Its doubt head reads the 1/16 grid and the heatmaps'
-    spread (doubt_features).
+    outside the crop is predicted at its edge.
     """
 
     def __init__(self, num_keypoints: int, in_channels: int, input_size: int, dropout: float = 0.0, width: int = 32):
@@ -268,25 +279,14 @@ class FkdNetIntegral(nn.Module):
         self.lateral_quarter = nn.Sequential(nn.Conv2d(w, w, 1, bias=False), nn.BatchNorm2d(w))
         self.lateral_eighth = nn.Sequential(nn.Conv2d(2 * w, w, 1, bias=False), nn.BatchNorm2d(w))
         self.top = nn.Sequential(nn.Conv2d(2 * w, w, 1, bias=False), nn.BatchNorm2d(w))
-        self.fuse = nn.Sequential(nn.ReLU(inplace=True), nn.Dropout2d(dropout), conv_bn(w, w))
-        self.heatmaps = nn.Conv2d(w, num_keypoints, 1)
-        side = -(-input_size // 4)
-        self.soft_argmax = SoftArgmax2d(side, side)
+        self.make_readout(w, num_keypoints, input_size, dropout)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.doubt_features(x)[0]
-
-    def doubt_features(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """The coordinates (N, 2K) and what a doubt head reads (N, F): the flattened 1/16 grid (as
-        FkdNet's doubt head reads its grid) and each heatmap's log spread along x and y."""
+    def decode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         quarter = self.to_quarter(x)
         eighth = self.to_eighth(quarter)
         grid = self.to_sixteenth(eighth)
         up = nn.functional.interpolate(self.top(grid), size=eighth.shape[-2:], mode="nearest") + self.lateral_eighth(eighth)
-        up = nn.functional.interpolate(up, size=quarter.shape[-2:], mode="nearest") + self.lateral_quarter(quarter)
-        coordinates, spread = self.soft_argmax.with_spread(self.heatmaps(self.fuse(up)))
-        return coordinates, torch.cat([grid.flatten(1), spread], dim=1)
-
+        return nn.functional.interpolate(up, size=quarter.shape[-2:], mode="nearest") + self.lateral_quarter(quarter), grid
 
 MODELS: dict[str, Callable[..., nn.Module]] = {
     "fkdnet-hm": FkdHeatmapNet,
