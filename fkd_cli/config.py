@@ -254,9 +254,12 @@ def _validate(cfg: Config) -> None:
         raise FkdError(f"config key 'input_norm': only the models {', '.join(FKDNET_FAMILY)} have it; set input_norm=false")
     # laplace's scale layer reads the regression head's hidden layer (laplace.py): refused here, before
     # minutes of decoding and detection, not when the model is built
-    if cfg.loss == "laplace" and (cfg.model in HEATMAP_MODELS or (cfg.model in FKDNET_FAMILY and cfg.head_hidden == 0)):
+    if cfg.loss == "laplace" and cfg.model in HEATMAP_MODELS:
+        raise FkdError(f"config key 'loss': laplace needs a regression head with a hidden layer, and model "
+                       f"'{cfg.model}' reads its points from heatmaps; choose another loss (l1) or model")
+    if cfg.loss == "laplace" and cfg.model in FKDNET_FAMILY and cfg.head_hidden == 0:
         raise FkdError(f"config key 'loss': laplace needs a regression head with a hidden layer, which model "
-                       f"'{cfg.model}' with head_hidden={cfg.head_hidden} has not; set head_hidden > 0 or another loss")
+                       f"'{cfg.model}' with head_hidden=0 has not; set head_hidden > 0 or another loss")
 
 
 def check_keypoint_indices(cfg: Config, num_keypoints: int) -> None:

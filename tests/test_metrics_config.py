@@ -188,8 +188,9 @@ def test_laplace_nll_weighs_each_coordinate_by_its_learned_scale():
     with pytest.raises(FkdError, match="head_hidden"):
         ScaledTrainee(build_model("fkdnet", 68, in_channels=3, input_size=32, width=8, hidden=0))
     # and the config says so before any data is read, for a head without a hidden layer or no head at all
-    for overrides in (["loss=laplace", "head_hidden=0"], ["loss=laplace", "model=fkdnet-hm", "doubt_head=false"],
-                      ["loss=laplace", "model=fkdnet-integral"]):
-        with pytest.raises(FkdError, match="laplace needs a regression head"):
+    for overrides, advice in ((["loss=laplace", "head_hidden=0"], "set head_hidden > 0"),
+                              (["loss=laplace", "model=fkdnet-hm"], "reads its points from heatmaps"),
+                              (["loss=laplace", "model=fkdnet-integral"], "reads its points from heatmaps")):
+        with pytest.raises(FkdError, match=f"laplace needs a regression head.*{advice}"):
             resolve_config("fkd-best", parse_overrides(overrides))
     assert resolve_config("final.yaml", parse_overrides(["loss=laplace"])).loss == "laplace"  # its 1024-unit layer
