@@ -43,7 +43,7 @@ def head_parts(net: nn.Module) -> tuple[nn.Module, nn.Sequential]:
 def doubt_features(net: nn.Module, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """The network's output (N, 2K) and what the doubt head reads (N, F): the flattened feature grid
     and the input of the head's last linear layer, or what a network without such a head offers
-    through its own `doubt_features` (the heatmap network: its grid and its heatmaps' spread)."""
+    through its own `doubt_features` (the heatmap networks: their grid and their heatmaps' spread)."""
     own = getattr(net, "doubt_features", None)
     if callable(own):
         return own(x)

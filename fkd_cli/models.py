@@ -304,14 +304,14 @@ MODELS: dict[str, Callable[..., nn.Module]] = {
 # our small ResNets: the models that take `width`, `head_hidden` and `input_norm`
 FKDNET_FAMILY = ("fkdnet", "fkdnet-sep", "fkdnet-hybrid")
 
-# architectures whose coordinates come from heatmaps, not a linear regression head (laplace.py needs one)
+# architectures whose coordinates come from heatmaps, not a linear regression head (laplace needs one: config.py)
 HEATMAP_MODELS = {"fkdnet-hm", "fkdnet-integral"}
 
 
 def model_kwargs(name: str, cfg) -> dict:
     """The architecture arguments a config implies (saved in the checkpoint to rebuild the model)."""
     kwargs = {"in_channels": cfg.channels, "input_size": cfg.input_size, "dropout": cfg.dropout}
-    if name in (*FKDNET_FAMILY, "fkdnet-hm", "fkdnet-integral"):
+    if name in (*FKDNET_FAMILY, *HEATMAP_MODELS):
         kwargs["width"] = cfg.width
     if name in FKDNET_FAMILY:
         kwargs["hidden"] = cfg.head_hidden

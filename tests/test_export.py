@@ -76,8 +76,7 @@ def test_leaner_networks_train_export_and_agree(dataset, tmp_path, override):
     from fkd_cli import load_model
 
     out = tmp_path / "sep"
-    no_doubt_head = ["doubt_head=false"] if override == "model=fkdnet-integral" else []
-    args = ["--config", "fkd-best", "--data-dir", dataset, "--out", out, "--quiet", *sets(TINY + no_doubt_head), "--set", override]
+    args = ["--config", "fkd-best", "--data-dir", dataset, "--out", out, "--quiet", *sets(TINY), "--set", override]
     result = invoke("train", *args)
     assert result.exit_code == 0, result.output
     saved = torch.load(out / "model.pth", weights_only=True)
