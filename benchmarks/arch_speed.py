@@ -31,7 +31,7 @@ CANDIDATES = (  # (label, model name, width, crop size or None for --size): the 
     ("fkdnet-hybrid, width 32", "fkdnet-hybrid", 32, None),
     ("fkdnet, width 24, 128 px", "fkdnet", 24, 128),
     ("fkdnet-integral, width 32", "fkdnet-integral", 32, None),
-    ("fkdnet-hm, width 24", "fkdnet-hm", 24, None),
+    ("fkdnet-hm, width 32 (as trained)", "fkdnet-hm", 32, None),
     ("fkdnet-hm, width 20", "fkdnet-hm", 20, None),
 )
 
