@@ -33,16 +33,23 @@ Variants:
   found     all three: the original's code, as `final.yaml` now configures it
   found-png-float  `found` with pixels / 255 twice: what the original's loader gave if, like the
             template's, it read these PNG files with a newer matplotlib's `imread` (floats in 0..1)
+  found-cv2 `found` with the template's own loader in place of fkd's crop: uint8 read, alpha dropped,
+            `cv2.resize` to 224 x 224 (bilinear without antialiasing, where fkd uses Pillow's antialiased
+            filter), cv2 grey, / 255
+  found-bn-batch  `found`, its test MSE taken with BatchNorm on each test batch's own statistics (the
+            network left in training mode, dropout off): what a loop without `net.eval()` reports
 """
 
 from __future__ import annotations
 
 import argparse
+import copy
 import time
 from pathlib import Path
 
 VARIANTS = ("base", "template", "square", "png-float", "lr1e-3", "lr1e-4", "dropout0", "xavier", "kaiming", "centred",
-            "batchnorm", "wd0", "squash", "bn-net", "optimiser", "found", "found-png-float")
+            "batchnorm", "wd0", "squash", "bn-net", "optimiser", "found", "found-png-float", "found-cv2",
+            "found-bn-batch")
 # the earlier reconstruction of the final run, on top of today's final.yaml (the original's own code)
 RECONSTRUCTION = {"framing": "frame", "frame_resize": 250, "model": "seed-final", "dropout": 0.3, "lr": 3e-4,
                   "weight_decay": 1e-4}
@@ -66,6 +73,20 @@ def template_sample(image, points, rng, square: bool):
     left = rng.integers(0, new_w - 224) if new_w > 224 else 0
     image = image[top:top + 224, left:left + 224]
     points = points - [left, top]
+    grey = cv2.cvtColor(image, cv2.COLOR_RGB2GRAY) / 255.0
+    return (torch.tensor(grey, dtype=torch.float32)[None],
+            torch.tensor((points - 100) / 50.0, dtype=torch.float32).reshape(-1))
+
+
+def squash_sample(image, points):
+    """The template's loader with the original's `Rescale((224, 224))`: cv2.resize of the whole image,
+    cv2 grey, / 255, keypoints (k - 100) / 50 in the squashed frame."""
+    import cv2
+    import torch
+
+    h, w = image.shape[:2]
+    image = cv2.resize(image, (224, 224))
+    points = points * [224 / w, 224 / h]
     grey = cv2.cvtColor(image, cv2.COLOR_RGB2GRAY) / 255.0
     return (torch.tensor(grey, dtype=torch.float32)[None],
             torch.tensor((points - 100) / 50.0, dtype=torch.float32).reshape(-1))
@@ -127,12 +148,16 @@ def main() -> None:
     weight_decay = 0.0 if variant == "wd0" else cfg.weight_decay  # Adam's L2 term, not decoupled (AdamW)
     optimizer = torch.optim.Adam(model.parameters(), lr=lr, weight_decay=weight_decay)
 
-    if variant in ("template", "square"):
+    def read(path):  # matplotlib 2's imread on these files: PIL, uint8, alpha dropped
+        return np.asarray(Image.open(path).convert("RGB"))[:, :, :3]
+
+    if variant == "found-cv2":
+        train_images, test_images = [read(p) for p in train.paths], [read(p) for p in test.paths]
+        train_item = lambda i: squash_sample(train_images[i], train.keypoints[i].double().numpy())
+        test_item = lambda i: squash_sample(test_images[i], test.keypoints[i].double().numpy())
+        test_boxes = np.array([(0, 0, img.shape[1], img.shape[0]) for img in test_images])
+    elif variant in ("template", "square"):
         rng = np.random.default_rng(0)
-
-        def read(path):  # matplotlib 2's imread on these files: PIL, uint8, alpha dropped
-            return np.asarray(Image.open(path))[:, :, :3]
-
         train_images, test_images = [read(p) for p in train.paths], [read(p) for p in test.paths]
         train_item = lambda i: template_sample(train_images[i], train.keypoints[i].double().numpy(), rng, variant == "square")
         test_item = lambda i: template_sample(test_images[i], test.keypoints[i].double().numpy(), rng, variant == "square")
@@ -158,9 +183,15 @@ def main() -> None:
             optimizer.step()
             total, count = total + loss.item() * len(x), count + len(x)
         model.eval()
+        probe = model
+        if variant == "found-bn-batch":  # a copy whose BatchNorm uses each test batch's statistics, dropout off
+            probe = copy.deepcopy(model)
+            for module in probe.modules():
+                if isinstance(module, torch.nn.modules.batchnorm._BatchNorm):
+                    module.train()
         with torch.no_grad():
             x, y = (torch.stack(t) for t in zip(*[test_item(i) for i in range(len(test.paths))]))
-            out = model(x)
+            out = torch.cat([probe(x[start:start + batch]) for start in range(0, len(x), batch)])
             test_mse = float(torch.nn.functional.mse_loss(out, y))
         nme = "-"
         if variant not in ("template", "square"):  # back to image pixels through fkd's one mapping
