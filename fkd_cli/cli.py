@@ -266,7 +266,7 @@ def evaluate(
     split: EvalSplit = typer.Option(EvalSplit.test, "--split", help="test/, the training run's val split, or all of training/."),
     json_out: Optional[Path] = typer.Option(None, "--json", help="Write the metrics as JSON here (- for standard output)."),
     plot: Optional[Path] = typer.Option(None, "--plot", help="Write the cumulative error curve (PNG) here."),
-    per_image: Optional[Path] = typer.Option(None, "--per-image", help="Write each image's NME, missed flag, detector score and per-region NME as CSV here (- for standard output)."),
+    per_image: Optional[Path] = typer.Option(None, "--per-image", help="Write each image's NME, missed flag, detector score, per-region NME and mse_seed as CSV here (- for standard output)."),
     boxes: BoxSource = typer.Option(BoxSource.detector, "--boxes", help="detector: what `fkd predict` does; gt: oracle boxes from the landmarks."),
     detector: Optional[DetectorName] = typer.Option(None, "--detector", help=DETECTOR_HELP),
     flip_tta: Optional[bool] = typer.Option(None, "--flip-tta/--no-flip-tta", metavar=FLAG, help="Average with the mirrored crop (default: as the model was trained)."),

@@ -11,7 +11,7 @@ from .data import ImageCache
 from .detect import match_detection
 from .errors import FkdError
 from .inference import Predictor
-from .metrics import per_image_nme, per_image_region_nme, summarize
+from .metrics import per_image_nme, per_image_region_nme, per_image_seed_mse, summarize
 
 
 @dataclass
@@ -25,6 +25,7 @@ class EvalResult:
     names: list[str] | None = None  # (N,) each image's file name, where the images came from files
     region_nme: dict[str, torch.Tensor] | None = None  # region name -> (N,) NME of that region's points
     boxes: list | None = None  # (N,) the crop box each prediction came from (its last pass)
+    seed_mse: torch.Tensor | None = None  # (N,) each image's MSE in the original's units (metrics' mse_seed)
 
     @property
     def count(self) -> int:
@@ -63,16 +64,18 @@ def evaluate(predictor: Predictor, images: ImageCache, keypoints: torch.Tensor, 
     sizes = torch.tensor([list(img.shape[:2]) for img in all_images], dtype=torch.float32)
     norm = predictor.pp.norm_points or [0, 1]
     # a squash model's own units are the original code's: its figures line up with that code's losses
-    metrics = summarize(predictions, keypoints, sizes, norm, squash=predictor.pp.framing == "squash")
+    squash = predictor.pp.framing == "squash"
+    metrics = summarize(predictions, keypoints, sizes, norm, squash=squash)
     metrics["missed"] = sum(missed)
     names = [Path(p).name for p in images.paths] if hasattr(images, "paths") else None
     return EvalResult(metrics, per_image_nme(predictions, keypoints, norm), torch.tensor(missed, dtype=torch.bool), predictions, spread,
                       torch.tensor(face_scores, dtype=torch.float32), names, per_image_region_nme(predictions, keypoints, norm),
-                      crop_boxes)
+                      crop_boxes, per_image_seed_mse(predictions, keypoints, sizes, squash))
 
 
 def per_image_csv(result: EvalResult) -> str:
-    """One row per image: file, NME, missed flag, detector score, per-region NME (what --per-image writes)."""
+    """One row per image: file, NME, missed flag, detector score, per-region NME, MSE in the original's
+    units (what --per-image writes)."""
     import pandas as pd
 
     columns = {"image": result.names or list(range(result.count)), "nme": result.nme.tolist(),
@@ -81,6 +84,8 @@ def per_image_csv(result: EvalResult) -> str:
         columns["face_score"] = result.face_scores.tolist()
     for name, values in (result.region_nme or {}).items():
         columns[f"nme_{name}"] = values.tolist()
+    if result.seed_mse is not None:
+        columns["mse_seed"] = result.seed_mse.tolist()
     return pd.DataFrame(columns).to_csv(index=False, float_format="%.6g")
 
 

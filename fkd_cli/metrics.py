@@ -64,15 +64,20 @@ def seed_units(height, width, squash: bool = False):
     return per_pixel, per_pixel
 
 
-def seed_mse(pred: torch.Tensor, gt: torch.Tensor, image_sizes: torch.Tensor, squash: bool = False) -> float:
-    """The original README's loss units: MSE of `(keypoint - 100) / 50` on its 224-pixel frame, for
-    any model (the squared error in the 250-frame's pixels / 50^2). `squash`: in the frame of the
-    original's own code instead (the whole image resized to 224 x 224), what a `squash` model trains on;
-    `image_sizes` are then (height, width) rows."""
+def per_image_seed_mse(pred: torch.Tensor, gt: torch.Tensor, image_sizes: torch.Tensor, squash: bool = False) -> torch.Tensor:
+    """(N,) each image's MSE in the original README's loss units: `(keypoint - 100) / 50` on its
+    224-pixel frame, for any model (the squared error in the 250-frame's pixels / 50^2). `squash`: in the
+    frame of the original's own code instead (the whole image resized to 224 x 224), what a `squash` model
+    trains on. `image_sizes` are (height, width) rows."""
     sizes = image_sizes.to(pred.dtype)
     scale = torch.stack(seed_units(sizes[:, 0], sizes[:, 1], squash), dim=-1)[:, None, :]  # (N, 1, 2)
     diff = (pred - gt) * scale
-    return float((diff**2).mean())
+    return (diff**2).mean(dim=(1, 2))
+
+
+def seed_mse(pred: torch.Tensor, gt: torch.Tensor, image_sizes: torch.Tensor, squash: bool = False) -> float:
+    """The MSE over all images in the original README's loss units (per_image_seed_mse)."""
+    return float(per_image_seed_mse(pred, gt, image_sizes, squash).mean())
 
 
 def summarize(pred: torch.Tensor, gt: torch.Tensor, image_sizes: torch.Tensor, norm_points, squash: bool = False) -> dict:

@@ -121,6 +121,8 @@ def test_evaluate_per_image_csv_matches_the_summary(tiny_run, dataset, tmp_path)
     assert int(table["missed"].sum()) == report["missed"]
     for region, value in report["regions"].items():
         assert table[f"nme_{region}"].mean() == pytest.approx(value, rel=1e-4)
+    assert table["mse_seed"].mean() == pytest.approx(report["mse_seed"], rel=1e-4)
+    assert table["mse_seed"].nunique() > 1  # each image's own figure, not the summary repeated
     # to standard output, cleanly: the table goes to stderr
     piped = invoke("evaluate", "--model", tiny_run / "model.pth", "--data-dir", dataset, "--per-image", "-", "--quiet")
     assert piped.exit_code == 0 and piped.stdout.startswith("image,nme,missed")
