@@ -13,6 +13,18 @@ import copy
 from pathlib import Path
 
 
+def batch_statistics_copy(model):
+    """A copy of `model` (in eval mode) whose BatchNorm layers use each batch's own statistics, dropout
+    still off: the network as a test loop without `net.eval()` runs it. The model itself is untouched."""
+    import torch
+
+    probe = copy.deepcopy(model)
+    for module in probe.modules():
+        if isinstance(module, torch.nn.modules.batchnorm._BatchNorm):
+            module.train()
+    return probe
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("model", type=Path, help="a checkpoint trained with framing: squash (final.yaml, first.yaml)")
@@ -37,10 +49,7 @@ def main() -> None:
     cfg = resolve_config("final.yaml", {})  # only its augmentation keys matter here, and train=False uses none
     dataset = KeypointDataset(ImageCache(test.paths).load_all(), test.keypoints, pp, cfg, train=False)
     x, y = (torch.stack(t) for t in zip(*[dataset[i][:2] for i in range(len(dataset))]))
-    probe = copy.deepcopy(model)  # its BatchNorm layers on batch statistics; the model itself is untouched
-    for module in probe.modules():
-        if isinstance(module, torch.nn.modules.batchnorm._BatchNorm):
-            module.train()
+    probe = batch_statistics_copy(model)
     batch = args.batch
     with torch.no_grad():
         running = torch.cat([model(x[s:s + batch]) for s in range(0, len(x), batch)])

@@ -43,9 +43,10 @@ Variants:
 from __future__ import annotations
 
 import argparse
-import copy
 import time
 from pathlib import Path
+
+from bn_test_loop import batch_statistics_copy
 
 VARIANTS = ("base", "template", "square", "png-float", "lr1e-3", "lr1e-4", "dropout0", "xavier", "kaiming", "centred",
             "batchnorm", "wd0", "squash", "bn-net", "optimiser", "found", "found-png-float", "found-cv2",
@@ -148,8 +149,8 @@ def main() -> None:
     weight_decay = 0.0 if variant == "wd0" else cfg.weight_decay  # Adam's L2 term, not decoupled (AdamW)
     optimizer = torch.optim.Adam(model.parameters(), lr=lr, weight_decay=weight_decay)
 
-    def read(path):  # matplotlib 2's imread on these files: PIL, uint8, alpha dropped
-        return np.asarray(Image.open(path).convert("RGB"))[:, :, :3]
+    def read(path):  # matplotlib 2's imread on these files: PIL, uint8, alpha dropped (by the RGB conversion)
+        return np.asarray(Image.open(path).convert("RGB"))
 
     if variant == "found-cv2":
         train_images, test_images = [read(p) for p in train.paths], [read(p) for p in test.paths]
@@ -183,12 +184,8 @@ def main() -> None:
             optimizer.step()
             total, count = total + loss.item() * len(x), count + len(x)
         model.eval()
-        probe = model
-        if variant == "found-bn-batch":  # a copy whose BatchNorm uses each test batch's statistics, dropout off
-            probe = copy.deepcopy(model)
-            for module in probe.modules():
-                if isinstance(module, torch.nn.modules.batchnorm._BatchNorm):
-                    module.train()
+        # found-bn-batch: the test batches through a copy whose BatchNorm uses their own statistics
+        probe = batch_statistics_copy(model) if variant == "found-bn-batch" else model
         with torch.no_grad():
             x, y = (torch.stack(t) for t in zip(*[test_item(i) for i in range(len(test.paths))]))
             out = torch.cat([probe(x[start:start + batch]) for start in range(0, len(x), batch)])

@@ -288,6 +288,7 @@ class FkdNetIntegral(HeatmapRegressor):
         up = nn.functional.interpolate(self.top(grid), size=eighth.shape[-2:], mode="nearest") + self.lateral_eighth(eighth)
         return nn.functional.interpolate(up, size=quarter.shape[-2:], mode="nearest") + self.lateral_quarter(quarter), grid
 
+
 MODELS: dict[str, Callable[..., nn.Module]] = {
     "fkdnet-hm": FkdHeatmapNet,
     "fkdnet-integral": FkdNetIntegral,
