@@ -2,12 +2,13 @@
 1024x768, each with 1 to 3 faces (dev `test/` faces, 90 to 240 px, pasted at random places), known
 ground truth for every face.
 
-    python benchmarks/vs_dlib.py --data-dir data [--photos 150]
+    python benchmarks/vs_dlib.py --data-dir data [--photos 150] [--refine 1]
 
 Times `fkd predict PHOTOS --no-draw --json F --quiet` and a dlib script (HOG detector upsampled once,
 68-point shape predictor, JSON out) as separate processes, start-up included, and reports photos/s,
 the ratio, faces found and NME over all faces (a missed face counts at the mean-shape error of the
-data set, 28.3%, so missing is never cheaper than a bad guess). Needs `pip install 'fkd[bench]'`.
+data set, 28.3%, so missing is never cheaper than a bad guess). With `--refine N`, `fkd predict --refine N`
+(the accurate mode) runs as a third process in the same run. Needs `pip install 'fkd[bench]'`.
 """
 
 from __future__ import annotations
@@ -96,6 +97,7 @@ def main() -> None:
     parser.add_argument("--data-dir", type=Path, default=Path("data"))
     parser.add_argument("--photos", type=int, default=150)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--refine", type=int, default=None, help="also time fkd predict --refine N")
     args = parser.parse_args()
     sys.path.insert(0, str(Path(__file__).parent))
     from dlib_reference import model_path
@@ -109,23 +111,30 @@ def main() -> None:
         truth = build(args.data_dir, folder, args.photos, args.seed)
         photos = sorted(str(p) for p in folder.iterdir())
         runs = {}
-        fkd_json, dlib_json = Path(tmp) / "fkd.json", Path(tmp) / "dlib.json"
-        for name, command in (
-            ("fkd", [sys.executable, "-m", "fkd_cli", "predict", str(folder), "--no-draw", "--json", str(fkd_json), "--quiet"]),
-            ("dlib", [sys.executable, "-c", DLIB_SCRIPT, str(dlib_model), str(dlib_json), *photos]),
-        ):
+        outputs = {name: Path(tmp) / f"{name}.json" for name in ("fkd", "fkd-refine", "dlib")}
+        fkd = [sys.executable, "-m", "fkd_cli", "predict", str(folder), "--no-draw", "--quiet", "--json"]
+        commands = [("fkd", [*fkd, str(outputs["fkd"])])]
+        if args.refine is not None:
+            commands.append(("fkd-refine", [*fkd, str(outputs["fkd-refine"]), "--refine", str(args.refine)]))
+        commands.append(("dlib", [sys.executable, "-c", DLIB_SCRIPT, str(dlib_model), str(outputs["dlib"]), *photos]))
+        for name, command in commands:
             started = time.perf_counter()
             subprocess.run(command, check=False, capture_output=True)
             runs[name] = time.perf_counter() - started
-        fkd_pred = {item["path"]: [f["keypoints"] for f in item["faces"]] for item in json.loads(fkd_json.read_text())["images"]}
-        dlib_pred = json.loads(dlib_json.read_text())
+        predictions = {name: {item["path"]: [f["keypoints"] for f in item["faces"]]
+                              for item in json.loads(outputs[name].read_text())["images"]}
+                       for name, _ in commands if name != "dlib"}
+        predictions["dlib"] = json.loads(outputs["dlib"].read_text())
     faces = sum(len(f) for f in truth.values())
     print(f"{args.photos} photos, 640x480 to 1024x768, {faces} faces; whole processes, start-up included")
-    print(f"{'tool':<6} {'seconds':>8} {'photos/s':>9} {'found':>9} {'NME (all faces)':>16}")
-    for name, predicted in (("fkd", fkd_pred), ("dlib", dlib_pred)):
+    print(f"{'tool':<10} {'seconds':>8} {'photos/s':>9} {'found':>9} {'NME (all faces)':>16}")
+    for name, predicted in predictions.items():
         nme, found, total = score(truth, predicted)
-        print(f"{name:<6} {runs[name]:>8.1f} {args.photos / runs[name]:>9.1f} {found:>4}/{total:<4} {100 * nme:>15.2f}%")
+        print(f"{name:<10} {runs[name]:>8.1f} {args.photos / runs[name]:>9.1f} {found:>4}/{total:<4} {100 * nme:>15.2f}%")
     print(f"fkd / dlib throughput: {runs['dlib'] / runs['fkd']:.2f}x")
+    if "fkd-refine" in runs:
+        print(f"fkd --refine {args.refine} / dlib throughput: {runs['dlib'] / runs['fkd-refine']:.2f}x; "
+              f"its time over fkd's: {runs['fkd-refine'] / runs['fkd']:.2f}x")
 
 
 if __name__ == "__main__":

@@ -27,6 +27,7 @@ from .framing import (Box, Preprocess, box_sides, crop, crop_points_to_image, fl
                       outputs_to_doubt, to_input)
 
 WHOLE_IMAGE_EXTRA_STEPS = 2
+MAX_REFINE_STEPS = 10  # as the config's refine_steps allows
 
 
 class Predictor:
@@ -67,6 +68,12 @@ class Predictor:
             if max_faces < 1:
                 raise FkdError(f"--max-faces {max_faces}: must be at least 1")
             other.max_faces = max_faces
+        if refine_steps is not None:
+            if not 0 <= refine_steps <= MAX_REFINE_STEPS:
+                raise FkdError(f"--refine {refine_steps}: give 0 to {MAX_REFINE_STEPS} re-crops")
+            if refine_steps and not self.framer.uses_detector:
+                raise FkdError(f"--refine {refine_steps}: {self.source} looks at the whole frame, so there is no face "
+                               f"crop to re-cut; leave --refine out")
         if flip_tta and self.pp.flip_permutation is None:
             raise FkdError("--flip-tta: this model has no flip permutation (its keypoints have no left/right pairs)")
         changes = {k: v for k, v in (("flip_tta", flip_tta), ("refine_steps", refine_steps)) if v is not None}

@@ -131,6 +131,16 @@ def test_evaluate_per_image_csv_matches_the_summary(tiny_run, dataset, tmp_path)
                                                    "--per-image", tmp_path / "no" / "such" / "x.csv"))
 
 
+
+def test_evaluate_refine_measures_the_accurate_mode(tiny_run, dataset):
+    reports = []
+    for extra in ((), ("--refine", "1")):
+        result = invoke("evaluate", "--model", tiny_run / "model.pth", "--data-dir", dataset, "--json", "-", "--quiet", *extra)
+        assert result.exit_code == 0, result.output
+        reports.append(json.loads(result.output))
+    assert reports[0]["refine_steps"] == 0 and reports[1]["refine_steps"] == 1  # fkd-best's own setting, then one more
+    assert reports[0]["nme"] != reports[1]["nme"]  # a second crop a face: other predictions
+
 def test_evaluate_gt_boxes_and_val_split(tiny_run, dataset, tmp_path):
     out = tmp_path / "gt.json"
     result = invoke("evaluate", "--model", tiny_run / "model.pth", "--data-dir", dataset, "--boxes", "gt",
