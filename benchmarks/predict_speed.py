@@ -2,7 +2,7 @@
 end-to-end photos per second (decode, face detection, crop, model, mapping back), and each face
 detector's time a photo (MTCNN, the default, and OpenCV's Haar cascades).
 
-    python benchmarks/predict_speed.py [--model PATH] [--images DIR] [--threads 1] [--refine N]
+    python benchmarks/predict_speed.py [--model PATH] [--images DIR] [--threads 1] [--recrop-tta]
 
 All backends are measured in this one run, so their ratio is meaningful on a noisy machine, and so is
 dlib (HOG detector + 68-point shape predictor) when `fkd[bench]` is installed; without it the script
@@ -62,7 +62,7 @@ def main() -> None:
     parser.add_argument("--limit", type=int, default=100, help="photos to time end to end")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--repeats", type=int, default=50)
-    parser.add_argument("--refine", type=int, default=None, help="re-crops a face, as fkd predict --refine N")
+    parser.add_argument("--recrop-tta", action="store_true", help="the accurate mode, as fkd predict --recrop-tta")
     args = parser.parse_args()
     from fkd_cli.threads import set_threads
 
@@ -72,13 +72,13 @@ def main() -> None:
     from fkd_cli.export import export_model
     from fkd_cli.inference import load_predictor
 
-    torch_predictor = load_predictor(args.model, device="cpu", backend="pytorch").configured(refine_steps=args.refine)
+    torch_predictor = load_predictor(args.model, device="cpu", backend="pytorch").configured(recrop_tta=args.recrop_tta or None)
     pp = torch_predictor.pp
-    passes = 1 + pp.refine_steps  # crops a face goes through; flip TTA doubles the network calls of each
+    passes = 1 + pp.refine_steps + pp.recrop_tta  # crops a face goes through; flip TTA doubles the network calls of each
     calls = passes * (2 if pp.flip_tta else 1)
     with tempfile.TemporaryDirectory() as tmp:
         (exported,) = export_model(args.model, "onnx", Path(tmp) / "m.onnx", check=False)
-        onnx_predictor = load_predictor(exported.path, threads=args.threads).configured(refine_steps=args.refine)
+        onnx_predictor = load_predictor(exported.path, threads=args.threads).configured(recrop_tta=args.recrop_tta or None)
         headless = without_doubt_head(args.model, Path(tmp), args.threads) if pp.doubt_head else None
     backends = {"pytorch": torch_predictor, "onnxruntime": onnx_predictor}
 

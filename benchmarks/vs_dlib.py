@@ -2,7 +2,7 @@
 1024x768, each with 1 to 3 faces (dev `test/` faces, 90 to 240 px, pasted at random places), known
 ground truth for every face.
 
-    python benchmarks/vs_dlib.py --data-dir data [--photos 150] [--refine 1]
+    python benchmarks/vs_dlib.py --data-dir data [--photos 150] [--recrop-tta]
 
 Times `fkd predict PHOTOS --no-draw --json F --quiet` and a dlib script (HOG detector upsampled once,
 68-point shape predictor, JSON out) as separate processes, start-up included, and reports photos/s,
@@ -97,7 +97,7 @@ def main() -> None:
     parser.add_argument("--data-dir", type=Path, default=Path("data"))
     parser.add_argument("--photos", type=int, default=150)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--refine", type=int, default=None, help="also time fkd predict --refine N")
+    parser.add_argument("--recrop-tta", action="store_true", help="also time fkd predict --recrop-tta")
     args = parser.parse_args()
     sys.path.insert(0, str(Path(__file__).parent))
     from dlib_reference import model_path
@@ -111,11 +111,11 @@ def main() -> None:
         truth = build(args.data_dir, folder, args.photos, args.seed)
         photos = sorted(str(p) for p in folder.iterdir())
         runs = {}
-        outputs = {name: Path(tmp) / f"{name}.json" for name in ("fkd", "fkd-refine", "dlib")}
+        outputs = {name: Path(tmp) / f"{name}.json" for name in ("fkd", "fkd-tta", "dlib")}
         fkd = [sys.executable, "-m", "fkd_cli", "predict", str(folder), "--no-draw", "--quiet", "--json"]
         commands = [("fkd", [*fkd, str(outputs["fkd"])])]
-        if args.refine is not None:
-            commands.append(("fkd-refine", [*fkd, str(outputs["fkd-refine"]), "--refine", str(args.refine)]))
+        if args.recrop_tta:
+            commands.append(("fkd-tta", [*fkd, str(outputs["fkd-tta"]), "--recrop-tta"]))
         commands.append(("dlib", [sys.executable, "-c", DLIB_SCRIPT, str(dlib_model), str(outputs["dlib"]), *photos]))
         for name, command in commands:
             started = time.perf_counter()
@@ -132,9 +132,9 @@ def main() -> None:
         nme, found, total = score(truth, predicted)
         print(f"{name:<10} {runs[name]:>8.1f} {args.photos / runs[name]:>9.1f} {found:>4}/{total:<4} {100 * nme:>15.2f}%")
     print(f"fkd / dlib throughput: {runs['dlib'] / runs['fkd']:.2f}x")
-    if "fkd-refine" in runs:
-        print(f"fkd --refine {args.refine} / dlib throughput: {runs['dlib'] / runs['fkd-refine']:.2f}x; "
-              f"its time over fkd's: {runs['fkd-refine'] / runs['fkd']:.2f}x")
+    if "fkd-tta" in runs:
+        print(f"fkd --recrop-tta / dlib throughput: {runs['dlib'] / runs['fkd-tta']:.2f}x; "
+              f"its time over fkd's: {runs['fkd-tta'] / runs['fkd']:.2f}x")
 
 
 if __name__ == "__main__":

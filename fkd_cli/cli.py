@@ -71,9 +71,9 @@ class ExportFormat(str, Enum):
 
 TRUST_CODE_HELP = ("Allow a TorchScript .pt model: such files are programs, and loading one runs code from it. "
                    "Only for files you trust; .pth and .onnx never run code.")
-REFINE_HELP = ("Re-crop each face around its predicted landmarks N times before the final prediction, one more "
-               "network pass a face each (default: the model's own; 0 for the bundled model, whose accurate mode is "
-               "--refine 1: fewer faces far off at twice the model time, README Accuracy).")
+RECROP_TTA_HELP = ("The accurate mode: look at each face twice, on its crop and on the crop around that first "
+                   "prediction, and average the two (twice the network time a face; README, Accuracy). Default: as "
+                   "the model was made (off for the bundled model).")
 DETECTOR_HELP = ("The face detector; default: the one the model was calibrated for (mtcnn for the bundled model). "
                  "haar: OpenCV's cascades; none: each image is one face crop.")
 QUIET_HELP = "Print only errors (no progress, no tables); outputs are written as usual."
@@ -273,7 +273,7 @@ def evaluate(
     boxes: BoxSource = typer.Option(BoxSource.detector, "--boxes", help="detector: what `fkd predict` does; gt: oracle boxes from the landmarks."),
     detector: Optional[DetectorName] = typer.Option(None, "--detector", help=DETECTOR_HELP),
     flip_tta: Optional[bool] = typer.Option(None, "--flip-tta/--no-flip-tta", metavar=FLAG, help="Average with the mirrored crop (default: as the model was trained)."),
-    refine: Optional[int] = typer.Option(None, "--refine", min=0, max=10, help=REFINE_HELP),
+    recrop_tta: Optional[bool] = typer.Option(None, "--recrop-tta/--no-recrop-tta", metavar=FLAG, help=RECROP_TTA_HELP),
     bias_correction: bool = typer.Option(True, "--bias-correction/--no-bias-correction", metavar=FLAG, help="Add the model's stored per-point bias correction (default); off: the network's own predictions."),
     device: Device = typer.Option(Device.auto, "--device"),
     backend: Backend = typer.Option(Backend.auto, "--backend", help=BACKEND_HELP),
@@ -300,7 +300,7 @@ def evaluate(
         report, result = evaluate_model(
             model, data_dir, split.value, boxes.value, detector.value if detector else None, flip_tta, device.value,
             trust_code, progress=lambda done, total: bar.update(done, total), notes=_note, backend=backend.value,
-            threads=threads, bias_correction=bias_correction, refine_steps=refine)
+            threads=threads, bias_correction=bias_correction, recrop_tta=recrop_tta)
     if not quiet:
         (err_console if STDOUT in (json_out, per_image) else console).print(
             metrics_table(report, f"{report['model']} on {data_dir}/{split.value} ({boxes.value} boxes)"))
@@ -335,7 +335,7 @@ def predict(
     detect_every: int = typer.Option(10, "--detect-every", min=1, help="Video: run the face detector every N frames (and when a face is lost)."),
     no_draw: bool = typer.Option(False, "--no-draw", metavar=FLAG, help="Do not write annotated images and videos."),
     recursive: bool = typer.Option(False, "--recursive", "-r", metavar=FLAG, help="Descend into sub-folders of folder inputs."),
-    refine: Optional[int] = typer.Option(None, "--refine", min=0, max=10, help=REFINE_HELP),
+    recrop_tta: Optional[bool] = typer.Option(None, "--recrop-tta/--no-recrop-tta", metavar=FLAG, help=RECROP_TTA_HELP),
     batch_size: int = typer.Option(32, "--batch-size", min=1, help="Faces per model call."),
     device: Device = typer.Option(Device.auto, "--device"),
     backend: Backend = typer.Option(Backend.auto, "--backend", help=BACKEND_HELP),
@@ -366,7 +366,7 @@ def predict(
         threads = _set_threads(1 if workers > 1 else threads)
         predictor = load_predictor(model, detector=detector.value if detector else None, device=device.value,
                                    trust_code=trust_code, backend=backend.value, threads=threads, min_face=min_face)
-        predictor = predictor.configured(batch_size=batch_size, conf=conf, max_faces=max_faces, refine_steps=refine)
+        predictor = predictor.configured(batch_size=batch_size, conf=conf, max_faces=max_faces, recrop_tta=recrop_tta)
         crops_dir = None
         if save_crops:
             if predictor.num_keypoints != 68:

@@ -44,6 +44,7 @@ class Config:
     detector: str = "mtcnn"  # detector whose boxes the model is calibrated against ("none" to skip)
     refine_steps: int = 1  # re-crops from the predicted landmarks before the final prediction
     flip_tta: bool = False  # average with the prediction on the mirrored crop
+    recrop_tta: bool = False  # face framing: average with a second pass on the crop around the prediction (the accurate mode, fkd predict --recrop-tta: twice the network time a face)
     bias_correction: bool = True  # measure the network's mean error per point on the validation split and store it as a correction (README, Accuracy); never with validation: test
     doubt_head: bool = False  # after training, fit a doubt head (each point's expected error, the scores' signal without flip TTA) on the training faces (README, Confidence); only with held-out faces (validation: split, val_fraction > 0), like bias_correction
     smooth_min_cutoff: float = 0.5  # video: One Euro filter cut-off for a still face, Hz (lower: smoother)

@@ -93,7 +93,7 @@ def evaluate_model(model: Path | None, data_dir: Path, split: str = "test", boxe
                    detector: str | None = None, flip_tta: bool | None = None, device: str = "auto",
                    trust_code: bool = False, progress=None, notes=None, backend: str = "auto",
                    threads: int = 0, bias_correction: bool = True,
-                   refine_steps: int | None = None) -> tuple[dict, EvalResult]:
+                   recrop_tta: bool | None = None) -> tuple[dict, EvalResult]:
     """`fkd evaluate` as a function: load a model, run the evaluation loop on a split of `data_dir`,
     and return the report (what the table and JSON show) with the per-image result."""
     from .data import load_split
@@ -102,7 +102,7 @@ def evaluate_model(model: Path | None, data_dir: Path, split: str = "test", boxe
     predictor = load_predictor(model, detector=detector, device=device, trust_code=trust_code, backend=backend,
                                threads=threads)
     predictor = predictor.configured(flip_tta=flip_tta, bias_correction=None if bias_correction else False,
-                                     refine_steps=refine_steps)
+                                     recrop_tta=recrop_tta)
     for note in predictor.notes:
         if notes is not None:
             notes(note)
@@ -120,7 +120,7 @@ def evaluate_model(model: Path | None, data_dir: Path, split: str = "test", boxe
         "boxes": boxes,
         "detector": predictor.detector.name if boxes == "detector" else None,
         "flip_tta": predictor.pp.flip_tta,
-        "refine_steps": predictor.pp.refine_steps,
+        "recrop_tta": predictor.pp.recrop_tta,
         "bias_correction": predictor.pp.bias_correction is not None,
     }
     return report, result

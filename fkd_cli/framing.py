@@ -57,6 +57,9 @@ class Preprocess:
     norm_points: list[int] | None
     refine_steps: int = 1
     flip_tta: bool = False
+    # one more pass a face on the crop around its prediction, averaged with that prediction: two looks
+    # from two crops, as flip TTA averages two from a crop and its mirror (README, Accuracy)
+    recrop_tta: bool = False
     rule: DetectorRule = field(default_factory=DetectorRule)
     regions: dict[str, list[int]] | None = None  # named keypoint groups (None: the layout's default)
     # the calibration behind keypoint and landmark scores (confidence.Confidence as a dict), measured
@@ -103,6 +106,7 @@ class Preprocess:
             norm_points=norm,
             refine_steps=cfg.refine_steps if cfg.framing == "face" else 0,
             flip_tta=cfg.flip_tta and perm is not None,
+            recrop_tta=cfg.recrop_tta and cfg.framing == "face",
             rule=DetectorRule(detector=cfg.detector),
             regions=cfg.regions or default_regions(num_keypoints),
         )

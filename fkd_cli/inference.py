@@ -27,7 +27,6 @@ from .framing import (Box, Preprocess, box_sides, crop, crop_points_to_image, fl
                       outputs_to_doubt, to_input)
 
 WHOLE_IMAGE_EXTRA_STEPS = 2
-MAX_REFINE_STEPS = 10  # as the config's refine_steps allows
 
 
 class Predictor:
@@ -55,7 +54,8 @@ class Predictor:
 
     def configured(self, batch_size: int | None = None, flip_tta: bool | None = None,
                    refine_steps: int | None = None, conf: float | None = None,
-                   max_faces: int | None = None, bias_correction: bool | None = None) -> "Predictor":
+                   max_faces: int | None = None, bias_correction: bool | None = None,
+                   recrop_tta: bool | None = None) -> "Predictor":
         """A copy with other settings (the backend and detector are shared, never changed here)."""
         other = copy.copy(self)
         if batch_size is not None:
@@ -68,15 +68,13 @@ class Predictor:
             if max_faces < 1:
                 raise FkdError(f"--max-faces {max_faces}: must be at least 1")
             other.max_faces = max_faces
-        if refine_steps is not None:
-            if not 0 <= refine_steps <= MAX_REFINE_STEPS:
-                raise FkdError(f"--refine {refine_steps}: give 0 to {MAX_REFINE_STEPS} re-crops")
-            if refine_steps and not self.framer.uses_detector:
-                raise FkdError(f"--refine {refine_steps}: {self.source} looks at the whole frame, so there is no face "
-                               f"crop to re-cut; leave --refine out")
+        if recrop_tta and not self.framer.uses_detector:
+            raise FkdError(f"--recrop-tta: {self.source} looks at the whole frame, so there is no face crop to re-cut; "
+                           f"leave --recrop-tta out")
         if flip_tta and self.pp.flip_permutation is None:
             raise FkdError("--flip-tta: this model has no flip permutation (its keypoints have no left/right pairs)")
-        changes = {k: v for k, v in (("flip_tta", flip_tta), ("refine_steps", refine_steps)) if v is not None}
+        changes = {k: v for k, v in (("flip_tta", flip_tta), ("refine_steps", refine_steps), ("recrop_tta", recrop_tta))
+                   if v is not None}
         if bias_correction is False:  # the network's own predictions, as measured before a correction
             changes["bias_correction"] = None
         if changes:
@@ -142,7 +140,8 @@ class Predictor:
 
     def keypoints_and_spread(self, images: Sequence[np.ndarray], boxes: Sequence[Box],
                              whole_image: Sequence[bool] | None = None) -> tuple[np.ndarray, np.ndarray | None]:
-        """Keypoints (N, K, 2) in image pixels and the flip-TTA spread (N, K) of the last pass."""
+        """Keypoints (N, K, 2) in image pixels and the flip-TTA spread (N, K) of the last pass (of the two
+        averaged passes with `recrop_tta`)."""
         return self.keypoints_spread_and_boxes(images, boxes, whole_image)[:2]
 
     def keypoints_spread_and_boxes(self, images: Sequence[np.ndarray], boxes: Sequence[Box],
@@ -153,7 +152,9 @@ class Predictor:
         After the first pass the crop is re-cut around the predicted landmarks, exactly as in
         training (`refine_steps` times): the detector only has to be roughly right. Faces whose
         box is the whole image (nothing detected) get `WHOLE_IMAGE_EXTRA_STEPS` more re-cuts, to
-        zoom in from the whole frame.
+        zoom in from the whole frame. With `recrop_tta`, each face then gets one more pass on the crop
+        around its prediction, and the two predictions (and their doubts) are averaged; the crop box
+        returned is the second one.
         """
         boxes = list(boxes)
         points, spread = self._keypoints_once(images, boxes)
@@ -162,14 +163,25 @@ class Predictor:
             points, spread = self._keypoints_once(images, boxes)
         coarse = [i for i, flag in enumerate(whole_image or []) if flag] if self.framer.uses_detector else []
         for _ in range(WHOLE_IMAGE_EXTRA_STEPS if coarse else 0):
-            recut = self._recrop_boxes(points[coarse], [boxes[i] for i in coarse])
-            subset, subset_spread = self._keypoints_once([images[i] for i in coarse], recut)
-            points[coarse] = subset
-            for i, box in zip(coarse, recut):
-                boxes[i] = box
-            if spread is not None:
-                spread[coarse] = subset_spread
+            self._recut(images, points, spread, boxes, coarse)
+        if self.pp.recrop_tta and self.framer.uses_detector:
+            first, first_spread = points.copy(), None if spread is None else spread.copy()
+            self._recut(images, points, spread, boxes, list(range(len(points))))
+            points = (first + points) / 2
+            spread = None if spread is None else (first_spread + spread) / 2
         return points, spread, boxes
+
+    def _recut(self, images, points: np.ndarray, spread: np.ndarray | None, boxes: list, chosen: list[int]) -> None:
+        """Re-crop the faces `chosen` around their predictions and predict them again, in place."""
+        if not chosen:
+            return
+        recut = self._recrop_boxes(points[chosen], [boxes[i] for i in chosen])
+        subset, subset_spread = self._keypoints_once([images[i] for i in chosen], recut)
+        points[chosen] = subset
+        for i, box in zip(chosen, recut):
+            boxes[i] = box
+        if spread is not None:
+            spread[chosen] = subset_spread
 
     def scores(self, points: np.ndarray, spread: np.ndarray | None) -> tuple[np.ndarray | None, np.ndarray | None]:
         """Keypoint scores (N, K) and landmark scores (N,) in [0, 1] for predictions (N, K, 2) and

@@ -337,34 +337,36 @@ def test_default_threads_work_on_one_still_image_a_core(tmp_path):
     assert _image_workers(0, photos, [0]) == 1
 
 
-def test_refine_gives_each_face_a_second_look(bundled, astronaut):
-    """--refine 1 (the accurate mode): one more network pass a face, on the crop around the first
-    prediction; the CLI gives what the Python API gives, and not what one pass gives."""
-    assert bundled.pp.refine_steps == 0  # the bundled model's default: one pass a face
+
+def test_recrop_tta_averages_a_second_look(bundled, astronaut):
+    """--recrop-tta (the accurate mode): one more network pass a face, on the crop around the first
+    prediction, averaged with it; the CLI gives what the Python API gives."""
+    assert not bundled.pp.recrop_tta  # the bundled model's default: one pass a face
     calls = []
-    twice = bundled.configured(refine_steps=1)
+    twice = bundled.configured(recrop_tta=True)
     network = twice.backend
     twice.backend = lambda x: (calls.append(len(x)), network(x))[1]
     one, two = bundled.predict(astronaut).keypoints, twice.predict(astronaut).keypoints
     assert calls == [1, 1]  # the one face, looked at twice
-    moved = np.linalg.norm(two - one, axis=-1).mean()
-    assert 1e-3 < moved < 5  # a second crop, a slightly different answer, the same face
-    result = invoke("predict", astronaut, "--refine", "1", "--no-draw", "--json", "-", "--quiet")
+    image = np.asarray(Image.open(astronaut).convert("RGB"))
+    second = bundled.keypoints_in_boxes([image], [bundled.framer.recrop_box(one[0])])
+    np.testing.assert_allclose(two, (one + second) / 2, atol=1e-3)
+    assert 1e-3 < np.linalg.norm(two - one, axis=-1).mean() < 5  # another crop, a slightly different answer
+    result = invoke("predict", astronaut, "--recrop-tta", "--no-draw", "--json", "-", "--quiet")
     assert result.exit_code == 0, result.output
     (face,) = json.loads(result.output)["images"][0]["faces"]
     np.testing.assert_allclose(np.array(face["keypoints"]), two[0], atol=0.01)  # the JSON rounds to 0.01 px
 
 
-def test_refine_is_refused_where_it_cannot_apply(astronaut):
+def test_recrop_tta_is_refused_where_it_cannot_apply():
     from fkd_cli.config import resolve_config
     from fkd_cli.framing import Preprocess
     from fkd_cli.inference import Predictor
 
     whole_frame = Predictor(lambda x: x, Preprocess.from_config(resolve_config("final.yaml", {}), 68), "final")
-    with pytest.raises(FkdError, match="--refine 1: final looks at the whole frame"):
-        whole_frame.configured(refine_steps=1)
-    assert whole_frame.configured(refine_steps=0).pp.refine_steps == 0
-    with pytest.raises(FkdError, match="--refine 11: give 0 to 10"):
-        load_model().configured(refine_steps=11)
-    text = one_line_error(invoke("predict", astronaut, "--refine", "11", "--no-draw", "--quiet"))
-    assert "--refine" in text
+    with pytest.raises(FkdError, match="--recrop-tta: final looks at the whole frame"):
+        whole_frame.configured(recrop_tta=True)
+    assert not whole_frame.configured(recrop_tta=False).pp.recrop_tta
+    # nor does a whole-frame config carry it into its model's contract
+    assert not Preprocess.from_config(resolve_config("final.yaml", {"recrop_tta": True}), 68).recrop_tta
+    assert Preprocess.from_config(resolve_config("fkd-best.yaml", {"recrop_tta": True}), 68).recrop_tta  # a face one does

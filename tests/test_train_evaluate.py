@@ -132,13 +132,13 @@ def test_evaluate_per_image_csv_matches_the_summary(tiny_run, dataset, tmp_path)
 
 
 
-def test_evaluate_refine_measures_the_accurate_mode(tiny_run, dataset):
+def test_evaluate_recrop_tta_measures_the_accurate_mode(tiny_run, dataset):
     reports = []
-    for extra in ((), ("--refine", "1")):
+    for extra in ((), ("--recrop-tta",)):
         result = invoke("evaluate", "--model", tiny_run / "model.pth", "--data-dir", dataset, "--json", "-", "--quiet", *extra)
         assert result.exit_code == 0, result.output
         reports.append(json.loads(result.output))
-    assert reports[0]["refine_steps"] == 0 and reports[1]["refine_steps"] == 1  # fkd-best's own setting, then one more
+    assert reports[0]["recrop_tta"] is False and reports[1]["recrop_tta"] is True  # fkd-best's own setting, then on
     assert reports[0]["nme"] != reports[1]["nme"]  # a second crop a face: other predictions
 
 def test_evaluate_gt_boxes_and_val_split(tiny_run, dataset, tmp_path):
