@@ -16,6 +16,7 @@ calibrated crop, model with flip TTA):
   falls below `min_landmark_score` (0.1), so these must score below it and the faces' own crops above.
 
     python benchmarks/confidence.py --data-dir data
+    python benchmarks/confidence.py --data-dir data --recrop-tta     # the scores of the accurate mode
 """
 
 from __future__ import annotations
@@ -55,6 +56,7 @@ def main() -> None:
     parser.add_argument("--model", type=Path, default=None)
     parser.add_argument("--data-dir", type=Path, default=Path("data"))
     parser.add_argument("--split", default="test")
+    parser.add_argument("--recrop-tta", action="store_true", help="the accurate mode, as fkd predict --recrop-tta")
     args = parser.parse_args()
 
     import torch
@@ -63,7 +65,7 @@ def main() -> None:
     from fkd_cli.data import ImageCache, load_split
     from fkd_cli.evaluate import evaluate
 
-    predictor = load_model(args.model, device="cpu")
+    predictor = load_model(args.model, device="cpu").configured(recrop_tta=args.recrop_tta or None)
     split = load_split(args.data_dir, args.split)
     images = ImageCache(split.paths)  # decoded once: the crops without faces below cut the same images
     result = evaluate(predictor, images, split.keypoints, "detector")
