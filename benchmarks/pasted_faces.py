@@ -1,7 +1,7 @@
 """Faces inside larger photos: paste each dev `test/` frame at several scales and places into a
 larger canvas, then evaluate through the default path (the model's detector, calibrated crop, model).
 
-    python benchmarks/pasted_faces.py --data-dir data [--model PATH] [--out pasted]
+    python benchmarks/pasted_faces.py --data-dir data [--model PATH] [--out pasted] [--recrop-tta]
 
 Writes the pasted set in the official layout (`OUT/test/`, `OUT/test_frames_keypoints.csv`), so it
 can also be fed to `fkd evaluate --data-dir OUT`. Prints, per scale and overall: faces found
@@ -71,6 +71,7 @@ def main() -> None:
     parser.add_argument("--model", type=Path, default=None)
     parser.add_argument("--out", type=Path, default=Path("pasted"))
     parser.add_argument("--detector", default=None, help="default: the one the model was calibrated for")
+    parser.add_argument("--recrop-tta", action="store_true", help="the accurate mode, as fkd predict --recrop-tta")
     args = parser.parse_args()
 
     from fkd_cli.data import ImageCache, read_split
@@ -81,7 +82,7 @@ def main() -> None:
     if not (args.out / "test_frames_keypoints.csv").exists():
         build(args.data_dir, args.out)
     split = read_split(args.out, "test")
-    predictor = load_predictor(args.model, detector=args.detector, device="cpu")
+    predictor = load_predictor(args.model, detector=args.detector, device="cpu").configured(recrop_tta=args.recrop_tta or None)
     result = evaluate(predictor, ImageCache(split.paths), split.keypoints, "detector")
     scales = torch.tensor([float(p.stem.split("_x")[1]) for p in split.paths])
     print(f"model: {predictor.source}, detector {predictor.detector.name}; {len(split.paths)} faces pasted into {CANVAS[0]}x{CANVAS[1]} photos")
