@@ -22,15 +22,16 @@ def main() -> None:
     parser.add_argument("--flip-tta", choices=("true", "false"), required=True)
     parser.add_argument("--recrop-tta", choices=("true", "false"), default=None)
     args = parser.parse_args()
-    flip = args.flip_tta == "true"
     preprocess = load_checkpoint(args.model)["preprocess"]
-    can_flip = preprocess["flip_permutation"] is not None
-    changes = {"refine_steps": args.refine_steps, "flip_tta": flip}
+    requested = {"refine_steps": args.refine_steps, "flip_tta": args.flip_tta == "true"}
     if args.recrop_tta is not None:
-        changes["recrop_tta"] = args.recrop_tta == "true" and preprocess["framing"] == "face"
-    update_checkpoint(args.model, args.model, preprocess={**changes, "flip_tta": flip and can_flip},
-                      config={**changes, "recrop_tta": args.recrop_tta == "true"} if args.recrop_tta else changes)
-    print(f"{args.model}: " + " ".join(f"{k}={v}" for k, v in changes.items()))
+        requested["recrop_tta"] = args.recrop_tta == "true"
+    # the config keeps what was asked for; the contract what the model can do (as Preprocess.from_config decides)
+    effective = {**requested, "flip_tta": requested["flip_tta"] and preprocess["flip_permutation"] is not None}
+    if "recrop_tta" in requested:
+        effective["recrop_tta"] = requested["recrop_tta"] and preprocess["framing"] == "face"
+    update_checkpoint(args.model, args.model, preprocess=effective, config=requested)
+    print(f"{args.model}: " + " ".join(f"{k}={v}" for k, v in effective.items()))
 
 
 if __name__ == "__main__":
