@@ -424,3 +424,25 @@ def test_laplace_loss_trains_a_scale_head_that_stays_out_of_the_model(dataset, t
     del last["scale_state_dict"]
     torch.save(last, run / "last.pth")
     assert "no scale head" in one_line_error(invoke("train", "--resume", run / "last.pth", *args))
+
+
+def test_set_inference_makes_the_accurate_mode_a_models_default(tiny_run, tmp_path):
+    import shutil
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from fkd_cli.inference import load_predictor
+
+    model = tmp_path / "model.pth"
+    shutil.copy(tiny_run / "model.pth", model)
+    tool = Path(__file__).parents[1] / "tools" / "set_inference.py"
+    done = subprocess.run([sys.executable, str(tool), str(model), "--refine-steps", "0", "--flip-tta", "false",
+                           "--recrop-tta", "true"], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    predictor = load_predictor(model, backend="pytorch")
+    assert predictor.pp.recrop_tta and predictor.info["config"]["recrop_tta"] is True
+    assert not load_predictor(tiny_run / "model.pth", backend="pytorch").pp.recrop_tta  # the source is untouched
+    done = subprocess.run([sys.executable, str(tool), str(model), "--refine-steps", "0", "--flip-tta", "false"],
+                          capture_output=True, text=True)
+    assert done.returncode == 0 and load_predictor(model, backend="pytorch").pp.recrop_tta  # left out: kept
