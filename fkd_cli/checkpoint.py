@@ -11,7 +11,7 @@ import torch
 from . import __version__
 from .errors import FkdError
 from .inputs import check_model_path
-from .outputs import atomic_write
+from .outputs import atomic_write, write_error
 
 FORMAT = "fkd-checkpoint"
 FORMAT_VERSION = 1
@@ -20,7 +20,10 @@ FORMAT_VERSION = 1
 def save_checkpoint(path: Path, payload: dict) -> None:
     """`payload`: arch, arch_kwargs, state_dict, preprocess, config, metrics, plus resume state."""
     data = {"format": FORMAT, "format_version": FORMAT_VERSION, "fkd_version": __version__, **payload}
-    atomic_write(path, lambda tmp: torch.save(data, tmp))
+    try:
+        atomic_write(path, lambda tmp: torch.save(data, tmp))
+    except OSError as exc:  # disk full, or the run folder removed: one line; the file already there is kept whole
+        raise write_error(exc, path) from None
 
 
 def load_checkpoint(path: Path | str, map_location: str = "cpu") -> dict:

@@ -19,7 +19,8 @@ def _umask() -> int:
     return mask
 
 
-def _os_error(exc: OSError, what: Path) -> FkdError:
+def write_error(exc: OSError, what: Path) -> FkdError:
+    """The one-line error for a file that could not be written (disk full, permissions, its folder gone)."""
     if exc.errno == errno.ENOSPC:
         return FkdError(f"{what}: disk full ({exc.strerror}); free some space and run again")
     return FkdError(f"{what}: not writable ({exc.strerror or exc})")
@@ -116,7 +117,7 @@ def claim_run_dir(base: Path, option: str = "--out") -> Path:
         except FileExistsError:
             n += 1
         except OSError as exc:
-            raise _os_error(exc, candidate) from None
+            raise write_error(exc, candidate) from None
 
 
 def release_if_empty(folder: Path) -> None:

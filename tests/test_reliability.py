@@ -287,3 +287,27 @@ def test_unsafe_pickle_message_names_its_cause(tmp_path, dataset):
     torch.save({"format": "fkd-checkpoint", "x": Evil()}, evil)
     text = one_line_error(invoke("evaluate", "--data-dir", dataset, "--model", evil))
     assert "refused" in text and "system" in text
+
+
+def test_a_checkpoint_that_cannot_be_written_is_one_line_and_keeps_the_last_one(dataset, tmp_path, monkeypatch):
+    """The disk fills during training: the epoch whose checkpoint cannot be saved ends the run with one line,
+    and the previous epoch's files stay whole, to --resume from."""
+    from fkd_cli import checkpoint
+
+    real, saved = torch.save, []
+
+    def disk_fills(obj, path, *args, **kwargs):
+        if len(saved) >= 2:  # the first epoch's model.pth and last.pth, then the disk is full
+            raise OSError(errno.ENOSPC, "No space left on device")
+        saved.append(path)
+        real(obj, path, *args, **kwargs)
+
+    monkeypatch.setattr(checkpoint.torch, "save", disk_fills)
+    run = tmp_path / "run"
+    text = one_line_error(invoke("train", "--config", "fkd-best", "--data-dir", dataset, "--out", run, "--quiet",
+                                 *sets([*TINY, "epochs=3"])))
+    assert "last.pth" in text or "model.pth" in text
+    assert "disk full" in text
+    kept = torch.load(run / "last.pth", weights_only=True)
+    assert kept["epoch"] == 1  # the first epoch's, whole
+    assert not list(run.glob(".*.tmp"))  # no half-written file left behind
