@@ -7,8 +7,8 @@ ground truth for every face.
 Times `fkd predict PHOTOS --no-draw --json F --quiet` and a dlib script (HOG detector upsampled once,
 68-point shape predictor, JSON out) as separate processes, start-up included, and reports photos/s,
 the ratio, faces found and NME over all faces (a missed face counts at the mean-shape error of the
-data set, 28.3%, so missing is never cheaper than a bad guess). With `--refine N`, `fkd predict --refine N`
-(the accurate mode) runs as a third process in the same run. Needs `pip install 'fkd[bench]'`.
+data set, 28.3%, so missing is never cheaper than a bad guess). With `--recrop-tta`, `fkd predict
+--recrop-tta` (the accurate mode) runs as a third process in the same run. Needs `pip install 'fkd[bench]'`.
 """
 
 from __future__ import annotations
